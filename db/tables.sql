@@ -1,0 +1,53 @@
+-- Storage schema of langfeat: the columns of each Parquet file in the store.
+-- Files live under <store>/data/run_id=<run_id>/lang=<lang>/<table>/...; run_id and lang are hive
+-- partition columns taken from the path (so they are not repeated inside the files), as is layer for events.
+-- This file is the single definition of the file schemas: langfeat derives its Arrow writer schemas from it.
+-- A column annotated "-- parquet: float16" is written as Parquet FLOAT16 (DuckDB reads it as FLOAT).
+
+-- events/layer=<layer>/part-<shard>.parquet: one row per (token, SAE feature) with activation > 0.
+-- Sorted by doc_id, pos, feature within a file.
+CREATE TABLE events (
+    doc_id  BIGINT  NOT NULL,  -- unique in the store: (run_num << 40) | source row
+    pos     INTEGER NOT NULL,  -- token position; 0 is BOS
+    feature INTEGER NOT NULL,  -- SAE latent id
+    act     FLOAT   NOT NULL,  -- activation (> 0) -- parquet: float16
+    dataset VARCHAR NOT NULL   -- the run's dataset (constant per file; costs nothing after encoding)
+);
+
+-- docs/part-<shard>.parquet: one row per ingested text.
+CREATE TABLE docs (
+    doc_id   BIGINT  NOT NULL,
+    dataset  VARCHAR NOT NULL,
+    "row"    BIGINT  NOT NULL,  -- row index in the source split (absolute, start included)
+    n_tokens INTEGER NOT NULL,  -- tokens fed to the model, BOS included
+    text     VARCHAR NOT NULL   -- the formatted text (template applied)
+);
+
+-- tokens/part-<shard>.parquet: the token ids of every document.
+CREATE TABLE tokens (
+    doc_id   BIGINT  NOT NULL,
+    pos      INTEGER NOT NULL,
+    token_id INTEGER NOT NULL
+);
+
+-- feature_counts/part-0.parquet: per (layer, feature) aggregates over the run's events (act > 0).
+CREATE TABLE feature_counts (
+    layer     INTEGER NOT NULL,
+    feature   INTEGER NOT NULL,
+    tok_count BIGINT  NOT NULL,  -- tokens where the feature fired (BOS included)
+    doc_count BIGINT  NOT NULL,  -- documents where it fired at least once
+    act_sum   DOUBLE  NOT NULL,
+    act_max   FLOAT   NOT NULL,
+    act_min   FLOAT   NOT NULL
+);
+
+-- neuron_counts/part-0.parquet: the same aggregates for MLP neurons (mlp.act_fn output > 0).
+CREATE TABLE neuron_counts (
+    layer     INTEGER NOT NULL,
+    neuron    INTEGER NOT NULL,
+    tok_count BIGINT  NOT NULL,
+    doc_count BIGINT  NOT NULL,
+    act_sum   DOUBLE  NOT NULL,  -- over activations > 0
+    act_max   FLOAT   NOT NULL,
+    act_min   FLOAT   NOT NULL   -- smallest activation > 0
+);

@@ -1,0 +1,3 @@
+"""CLI commands: ingest."""
+
+from langfeat.cli.app import app  # noqa: F401

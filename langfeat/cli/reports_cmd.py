@@ -1,0 +1,3 @@
+"""CLI commands: reports."""
+
+from langfeat.cli.app import app  # noqa: F401

@@ -1,0 +1,126 @@
+"""Where things live in a store directory, and how ids are made. The one place for store paths.
+
+    <store>/
+      catalog.duckdb                      DuckDB catalog: views over the files below (rebuildable)
+      runs/<run_id>.json                  one manifest per run (status: running | complete | failed)
+      data/run_id=<R>/lang=<L>/           one committed run (appears atomically, by a directory rename)
+          events/layer=<N>/part-<shard>.parquet
+          docs/part-<shard>.parquet
+          tokens/part-<shard>.parquet
+          feature_counts/part-0.parquet
+          neuron_counts/part-0.parquet
+      data/run_id=_schema/lang=und/...    zero-row files that fix each table's schema for an empty store
+      _work/<R>/                          a run being written (invisible to readers), resumable shard by shard
+      sets/...                            named feature sets (see queries/)
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from functools import lru_cache
+from importlib import resources
+from pathlib import Path
+
+import pyarrow as pa
+
+STORE_ENV = "LANGFEAT_STORE"
+DEFAULT_STORE = "langfeat-store"
+CATALOG = "catalog.duckdb"
+SCHEMA_RUN = "_schema"
+TABLES = ("events", "docs", "tokens", "feature_counts", "neuron_counts")
+RUN_BITS = 40  # doc_id = (run_num << RUN_BITS) | row
+
+
+def store_path(path: str | os.PathLike | None = None) -> Path:
+    """The store directory: ``path``, else ``$LANGFEAT_STORE``, else ``./langfeat-store``."""
+    return Path(path or os.environ.get(STORE_ENV) or DEFAULT_STORE).expanduser().resolve()
+
+
+def doc_id(run_num: int, row: int) -> int:
+    """The store-unique document id of source ``row`` in run number ``run_num``."""
+    if not 0 <= row < (1 << RUN_BITS):
+        raise ValueError(f"row {row} out of range")
+    return (int(run_num) << RUN_BITS) | int(row)
+
+
+class Layout:
+    """Paths inside one store directory."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        self.root = store_path(root)
+
+    @property
+    def catalog(self) -> Path:
+        return self.root / CATALOG
+
+    @property
+    def runs_dir(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def data_dir(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root / "_work"
+
+    @property
+    def sets_dir(self) -> Path:
+        return self.root / "sets"
+
+    def manifest(self, run_id: str) -> Path:
+        return self.runs_dir / f"{run_id}.json"
+
+    def run_data(self, run_id: str) -> Path:
+        """The committed directory of a run (holds one ``lang=<L>`` folder)."""
+        return self.data_dir / f"run_id={run_id}"
+
+    def run_work(self, run_id: str) -> Path:
+        """The staging directory of a run being written."""
+        return self.work_dir / run_id
+
+    def table_glob(self, table: str) -> str:
+        """The glob every view of ``table`` reads (absolute, forward slashes)."""
+        sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
+        return (self.data_dir / "run_id=*" / "lang=*").as_posix() + "/" + sub
+
+
+_COMMENT_TYPE = re.compile(r"--\s*parquet:\s*(\w+)")
+_DUCK_TO_ARROW = {
+    "BIGINT": pa.int64(),
+    "INTEGER": pa.int32(),
+    "SMALLINT": pa.int16(),
+    "DOUBLE": pa.float64(),
+    "FLOAT": pa.float32(),
+    "VARCHAR": pa.string(),
+    "BOOLEAN": pa.bool_(),
+}
+
+
+def sql_text(package: str, name: str) -> str:
+    """Read a SQL file shipped with langfeat (``package`` is ``'db'`` or ``'queries'``)."""
+    return resources.files(f"langfeat.sql.{package}").joinpath(name).read_text(encoding="utf-8")
+
+
+@lru_cache(maxsize=None)
+def arrow_schemas() -> dict[str, pa.Schema]:
+    """Arrow schemas of the store's files, parsed from ``db/tables.sql``."""
+    text = sql_text("db", "tables.sql")
+    schemas: dict[str, pa.Schema] = {}
+    for match in re.finditer(r"CREATE TABLE (\w+) \((.*?)\n\);", text, re.S):
+        fields = []
+        for line in match.group(2).splitlines():
+            line = line.strip()
+            if not line or line.startswith("--"):
+                continue
+            parts = line.split()
+            name, typ = parts[0].strip('"'), parts[1].rstrip(",")
+            arrow_type = _DUCK_TO_ARROW[typ]
+            override = _COMMENT_TYPE.search(line)
+            if override and override.group(1) == "float16":
+                arrow_type = pa.float16()
+            fields.append(pa.field(name, arrow_type, nullable="NOT NULL" not in line))
+        schemas[match.group(1)] = pa.schema(fields)
+    return schemas
