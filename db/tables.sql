@@ -51,3 +51,19 @@ CREATE TABLE neuron_counts (
     act_max   FLOAT   NOT NULL,
     act_min   FLOAT   NOT NULL   -- smallest activation > 0
 );
+
+-- sets/name=<name>/features.parquet: a named feature set (the result of `langfeat identify` or an import);
+-- name is a hive partition column. Its parameters live beside it in sets/name=<name>/params.json.
+CREATE TABLE feature_sets (
+    algorithm VARCHAR NOT NULL,  -- sae-lape | lape | imported
+    kind      VARCHAR NOT NULL,  -- sae | neuron
+    lang      VARCHAR NOT NULL,  -- canonical language tag
+    layer     INTEGER NOT NULL,
+    feature   INTEGER NOT NULL,  -- SAE latent id, or neuron index for kind = neuron
+    entropy   DOUBLE,            -- entropy of the unit's normalised activation probabilities
+    prob      DOUBLE,            -- activation probability p of this language
+    act_max   FLOAT,             -- pooled over languages (the paper's global max / min / avg)
+    act_min   FLOAT,
+    act_avg   FLOAT,
+    rank      INTEGER            -- order within the language's list (ascending entropy unless by frequency)
+);

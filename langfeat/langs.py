@@ -13,7 +13,6 @@ from functools import lru_cache
 
 import langcodes
 
-
 # Scripts that are part of a language's usual (composite) script: Korean ``Kore`` = Hangul + Han, etc.
 _USUAL_SCRIPTS = {"ko": ("Hang", "Kore"), "ja": ("Jpan", "Hira", "Kana"), "zh": ("Hans",)}
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import os
 import re
-from functools import lru_cache
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -81,8 +81,22 @@ class Layout:
         """The staging directory of a run being written."""
         return self.work_dir / run_id
 
+    def set_dir(self, name: str) -> Path:
+        """The folder of the named feature set ``name``."""
+        return self.sets_dir / f"name={name}"
+
+    def placeholder(self, table: str) -> Path:
+        """The zero-row file that gives ``table``'s glob a match (and its schema) in an empty store."""
+        if table == "feature_sets":
+            return self.set_dir(SCHEMA_RUN) / "features.parquet"
+        base = self.data_dir / f"run_id={SCHEMA_RUN}" / "lang=und"
+        sub = "events/layer=-1" if table == "events" else table
+        return base / sub / "part-schema.parquet"
+
     def table_glob(self, table: str) -> str:
         """The glob every view of ``table`` reads (absolute, forward slashes)."""
+        if table == "feature_sets":
+            return self.sets_dir.as_posix() + "/name=*/features.parquet"
         sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
         return (self.data_dir / "run_id=*" / "lang=*").as_posix() + "/" + sub
 
@@ -104,7 +118,7 @@ def sql_text(package: str, name: str) -> str:
     return resources.files(f"langfeat.sql.{package}").joinpath(name).read_text(encoding="utf-8")
 
 
-@lru_cache(maxsize=None)
+@cache
 def arrow_schemas() -> dict[str, pa.Schema]:
     """Arrow schemas of the store's files, parsed from ``db/tables.sql``."""
     text = sql_text("db", "tables.sql")

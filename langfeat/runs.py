@@ -1,0 +1,169 @@
+"""Run manifests and atomic commits: how a run appears in a store.
+
+A run is one (model, SAE/neurons, dataset, config/language, split, slice, template, layers) ingestion. Its
+manifest ``runs/<run_id>.json`` is written first (status ``running``) and rewritten atomically; its data is
+staged under ``_work/<run_id>/lang=<L>/`` and appears in ``data/run_id=<run_id>/`` by one directory rename,
+after which the manifest says ``complete``. Readers therefore never see part of a run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from langfeat.errors import StoreError
+from langfeat.layout import Layout
+
+# Keys that define a run's identity: the same values give the same run_id (so a rerun resumes it).
+IDENTITY_KEYS = (
+    "model", "sae_model", "dataset", "split", "config", "start", "end", "template", "text_column",
+    "layers", "neurons", "dtype", "max_length", "kind",
+)
+
+
+def run_id_for(identity: dict[str, Any]) -> str:
+    """A short, deterministic id for a run identity (12 hex digits of a SHA-256)."""
+    payload = json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, sort_keys=True, default=str)
+    return hashlib.sha256(payload.encode()).hexdigest()[:12]
+
+
+def now() -> str:
+    return dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def versions() -> dict[str, str]:
+    """Versions of the libraries that shape a run's numbers."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    out = {}
+    for pkg in ("langfeat", "torch", "transformers", "eai-sparsify", "datasets", "duckdb", "pyarrow"):
+        try:
+            out[pkg] = version(pkg)
+        except PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def write_json_atomic(path: Path, data: Any) -> None:
+    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
+    os.replace(tmp, path)
+
+
+@contextlib.contextmanager
+def store_lock(layout: Layout) -> Iterator[None]:
+    """An exclusive inter-process lock on the store (held briefly, for run-number allocation and commits)."""
+    layout.root.mkdir(parents=True, exist_ok=True)
+    with open(layout.root / ".lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def read_manifest(layout: Layout, run_id: str) -> dict[str, Any] | None:
+    path = layout.manifest(run_id)
+    if not path.exists():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as exc:
+        raise StoreError(f"run manifest {path} is unreadable ({exc}): delete it to drop the run") from None
+
+
+def all_manifests(layout: Layout) -> list[dict[str, Any]]:
+    if not layout.runs_dir.exists():
+        return []
+    out = []
+    for path in sorted(layout.runs_dir.glob("*.json")):
+        if path.name.startswith("_"):
+            continue
+        run = read_manifest(layout, path.stem)
+        if run is not None:
+            out.append(run)
+    return out
+
+
+def next_run_num(layout: Layout) -> int:
+    """The next free run number (call under :func:`store_lock`)."""
+    nums = [int(m.get("run_num", 0)) for m in all_manifests(layout)]
+    return max(nums, default=0) + 1
+
+
+def begin_run(layout: Layout, record: dict[str, Any], overwrite: bool = False) -> tuple[dict[str, Any], bool]:
+    """Create (or find, to resume) the run of ``record``; return ``(manifest, already_complete)``.
+
+    ``record`` holds the identity keys and any other metadata; ``run_id``, ``run_num``, ``status``,
+    ``created_at`` and ``versions`` are filled in here. ``overwrite`` drops an existing run of the same id.
+    """
+    run_id = run_id_for(record)
+    with store_lock(layout):
+        existing = read_manifest(layout, run_id)
+        if existing is not None and overwrite:
+            drop_run(layout, run_id, locked=True)
+            existing = None
+        if existing is not None:
+            if existing.get("status") == "complete":
+                return existing, True
+            existing.update({k: v for k, v in record.items() if k not in IDENTITY_KEYS})
+            existing["status"] = "running"
+            write_json_atomic(layout.manifest(run_id), existing)
+            return existing, False
+        manifest = dict(record)
+        manifest.update(
+            run_id=run_id, run_num=next_run_num(layout), status="running", created_at=now(),
+            finished_at=None, versions=versions(),
+        )
+        write_json_atomic(layout.manifest(run_id), manifest)
+        return manifest, False
+
+
+def commit_run(layout: Layout, manifest: dict[str, Any], **updates: Any) -> dict[str, Any]:
+    """Publish the staged ``_work/<run_id>/lang=<L>`` directory and mark the run complete."""
+    run_id = manifest["run_id"]
+    staged = layout.run_work(run_id)
+    target = layout.run_data(run_id)
+    with store_lock(layout):
+        if staged.exists():
+            langs = [p for p in staged.iterdir() if p.is_dir() and p.name.startswith("lang=")]
+            if target.exists():
+                shutil.rmtree(target)
+            target.mkdir(parents=True)
+            for lang_dir in langs:  # one lang per run: a single rename makes it visible
+                os.replace(lang_dir, target / lang_dir.name)
+            shutil.rmtree(staged, ignore_errors=True)
+        manifest = dict(manifest)
+        manifest.update(updates)
+        manifest.update(status="complete", finished_at=now())
+        write_json_atomic(layout.manifest(run_id), manifest)
+    return manifest
+
+
+def fail_run(layout: Layout, manifest: dict[str, Any], error: str) -> None:
+    """Mark a run failed (its staged shards stay, so a rerun resumes)."""
+    manifest = dict(manifest, status="failed", error=error)
+    write_json_atomic(layout.manifest(manifest["run_id"]), manifest)
+
+
+def drop_run(layout: Layout, run_id: str, locked: bool = False) -> None:
+    """Remove a run's data, staging and manifest (data first, so readers never see an orphan)."""
+    ctx = contextlib.nullcontext() if locked else store_lock(layout)
+    with ctx:
+        for path in (layout.run_data(run_id), layout.run_work(run_id)):
+            if path.exists():
+                trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
+                os.replace(path, trash)
+                shutil.rmtree(trash, ignore_errors=True)
+        with contextlib.suppress(FileNotFoundError):
+            layout.manifest(run_id).unlink()
