@@ -11,7 +11,8 @@
           neuron_counts/part-0.parquet
       data/run_id=_schema/lang=und/...    zero-row files that fix each table's schema for an empty store
       _work/<R>/                          a run being written (invisible to readers), resumable shard by shard
-      sets/...                            named feature sets (see queries/)
+      sets/name=<name>/features.parquet   named feature sets (+ params.json)
+      results/<table>/name=<name>/*.parquet  experiment results (classify, ppl, generate, ...), + params.json
 """
 
 from __future__ import annotations
@@ -85,10 +86,16 @@ class Layout:
         """The folder of the named feature set ``name``."""
         return self.sets_dir / f"name={name}"
 
+    def result_dir(self, table: str, name: str) -> Path:
+        """The folder of experiment result ``name`` in result table ``table`` (``results/<table>/name=<name>``)."""
+        return self.root / "results" / table / f"name={name}"
+
     def placeholder(self, table: str) -> Path:
         """The zero-row file that gives ``table``'s glob a match (and its schema) in an empty store."""
         if table == "feature_sets":
             return self.set_dir(SCHEMA_RUN) / "features.parquet"
+        if table not in TABLES:
+            return self.result_dir(table, SCHEMA_RUN) / "part-schema.parquet"
         base = self.data_dir / f"run_id={SCHEMA_RUN}" / "lang=und"
         sub = "events/layer=-1" if table == "events" else table
         return base / sub / "part-schema.parquet"
@@ -97,6 +104,8 @@ class Layout:
         """The glob every view of ``table`` reads (absolute, forward slashes)."""
         if table == "feature_sets":
             return self.sets_dir.as_posix() + "/name=*/features.parquet"
+        if table not in TABLES:
+            return (self.root / "results" / table).as_posix() + "/name=*/*.parquet"
         sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
         return (self.data_dir / "run_id=*" / "lang=*").as_posix() + "/" + sub
 

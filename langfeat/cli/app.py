@@ -20,6 +20,9 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
+report_app = typer.Typer(help="Rich reports over the store (features, languages, experiments).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
+
 # Human-facing output (progress, tables, messages) goes to stderr unless a command renders a report;
 # machine-readable results go to stdout only.
 err_console = Console(stderr=True)

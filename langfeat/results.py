@@ -1,0 +1,67 @@
+"""Experiment results as named Parquet datasets: ``<store>/results/<table>/name=<name>/part-0.parquet``.
+
+Each result table's file schema is declared in ``db/tables.sql``; its views live in ``queries/``. A result is
+written to a temporary file and renamed into place, so readers never see half of it.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from langfeat.errors import UsageError
+from langfeat.layout import Layout, arrow_schemas
+from langfeat.runs import write_json_atomic
+
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
+
+
+def check_name(name: str) -> str:
+    """A result or feature-set name must be a safe single path component."""
+    if not _NAME.match(name or ""):
+        raise UsageError(f"bad name {name!r}: use letters, digits and . _ + - (no spaces or slashes)")
+    return name
+
+
+def to_arrow(df: pl.DataFrame, table: str) -> pa.Table:
+    """``df`` cast to the file schema of ``table`` (missing nullable columns become nulls)."""
+    schema = arrow_schemas()[table]
+    missing = [f.name for f in schema if f.name not in df.columns and not f.nullable]
+    if missing:
+        raise ValueError(f"{table}: missing columns {missing}")
+    arrow = df.to_arrow()
+    cols = []
+    for field in schema:
+        col = arrow.column(field.name) if field.name in arrow.column_names else pa.nulls(len(arrow), field.type)
+        cols.append(col.cast(field.type))
+    return pa.Table.from_arrays(cols, schema=schema)
+
+
+def write_result(
+    layout: Layout, table: str, name: str, df: pl.DataFrame, params: dict[str, Any] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write result ``name`` of ``table`` atomically (replacing an older one if ``overwrite``)."""
+    check_name(name)
+    target = layout.result_dir(table, name)
+    if target.exists() and not overwrite:
+        raise UsageError(f"result {name!r} already exists in {table}: pick another --name or pass --overwrite")
+    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    pq.write_table(to_arrow(df, table), tmp / "part-0.parquet", compression="zstd")
+    if params is not None:
+        write_json_atomic(tmp / "params.json", params)
+    if target.exists():
+        trash = target.with_name(f".trash-{target.name}-{os.getpid()}")
+        os.replace(target, trash)
+        shutil.rmtree(trash, ignore_errors=True)
+    os.replace(tmp, target)
+    return target
