@@ -67,3 +67,41 @@ CREATE TABLE feature_sets (
     act_avg   FLOAT,
     rank      INTEGER            -- order within the language's list (ascending entropy unless by frequency)
 );
+
+-- results/ppl_results/name=<name>/part-0.parquet: `langfeat ppl`, one row per (intervention, sentence);
+-- name is a hive partition column. The baseline rows (intervention = 'none', int_lang NULL) sit beside the
+-- intervened rows of the same name, so ΔPPL is always paired sentence by sentence.
+CREATE TABLE ppl_results (
+    model        VARCHAR NOT NULL,
+    dataset      VARCHAR NOT NULL,
+    split        VARCHAR NOT NULL,
+    intervention VARCHAR NOT NULL,  -- none | sae-features | sae-ablate | neuron
+    int_lang     VARCHAR,           -- intervened language (canonical tag); NULL for the baseline
+    lang         VARCHAR NOT NULL,  -- evaluated language (canonical tag)
+    config       VARCHAR NOT NULL,  -- the dataset config / language value as given
+    "row"        BIGINT  NOT NULL,  -- sentence index in the source split (start included)
+    n_targets    INTEGER NOT NULL,  -- predicted tokens (all but the first; BOS is never a target)
+    nll          DOUBLE  NOT NULL,  -- mean negative log-likelihood per target token, nats
+    ppl          DOUBLE  NOT NULL,  -- exp(nll)
+    n_units      INTEGER NOT NULL,  -- features / neurons edited for int_lang at the hooked layers
+    multiplier   DOUBLE,            -- α (sae-features, sae-ablate, neuron scaling)
+    value        DOUBLE             -- the fixed value (neuron fixed)
+);
+
+-- results/generate_results/name=<name>/part-0.parquet: `langfeat generate`, one row per generated sample,
+-- judged by the fastText language identifier.
+CREATE TABLE generate_results (
+    model          VARCHAR NOT NULL,
+    lang           VARCHAR NOT NULL,  -- steered-towards language (canonical tag)
+    multiplier     DOUBLE  NOT NULL,  -- α; 0 is the unsteered baseline
+    last_token     BOOLEAN NOT NULL,  -- steering at the newest position only (else at every position)
+    sample         INTEGER NOT NULL,  -- 0 .. times-1
+    seed           BIGINT  NOT NULL,  -- seed set before sampling this sample's batch
+    prompt         VARCHAR NOT NULL,
+    text           VARCHAR NOT NULL,  -- the continuation, special tokens removed
+    n_new_tokens   INTEGER NOT NULL,
+    stopped_eos    BOOLEAN NOT NULL,  -- generation ended with EOS before max_new_tokens
+    n_units        INTEGER NOT NULL,  -- features used for the steering vector
+    lid_lang       VARCHAR,           -- language the identifier assigns to text (canonical tag); NULL if not judged
+    lid_prob       DOUBLE             -- its confidence
+);

@@ -1,0 +1,303 @@
+"""Interventions on a model's MLPs, applied with forward hooks: steering, SAE-feature ablation, neuron edits.
+
+Every intervention is built for ONE language from a feature frame (columns ``lang, layer, feature, act_max,
+act_min, act_avg``, as returned by ``langfeat.stats.feature_set`` or ``langfeat.paper.read_lape``) and is used as
+a context manager: ``with intervention.applied(model): model(...)``.
+
+* :class:`Steering` (``sae-features``, the paper's edit): at each layer, MLP output += s with
+  s = α · Σ_f v_f · W_dec[f], at every position (or, with ``last_token_only``, at the newest position only).
+* :class:`SaeAblation` (``sae-ablate``): encode the MLP output with the SAE, scale the set's latents by (1 + α)
+  where they fire (α = −1 sets them to 0), decode, and add back the SAE error (x − x̂); nothing else changes.
+* :class:`NeuronEdit` (``neuron``): LAPE neurons of ``mlp.act_fn`` set to a value (``fixed``) or shifted by
+  α · max (``scaling``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import polars as pl
+import torch
+
+from langfeat import langs
+from langfeat.errors import UsageError
+from langfeat.layers import LayerSpec
+from langfeat.models import get_module
+
+INTERVENTION_TYPES = ("none", "sae-features", "sae-ablate", "neuron")
+VALUE_TYPES = {"max": "act_max", "min": "act_min", "avg": "act_avg"}
+NEURON_METHODS = ("fixed", "scaling")
+
+Hook = Callable[[torch.nn.Module, tuple, torch.Tensor], torch.Tensor]
+
+
+@dataclass
+class Intervention:
+    """A set of forward hooks (module path → hook) plus how many units it edits."""
+
+    kind: str = "none"
+    lang: str | None = None
+    n_units: int = 0
+
+    def hooks(self) -> dict[str, Hook]:
+        return {}
+
+    @contextmanager
+    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+        """Register this intervention's hooks on ``model`` for the duration of the block."""
+        handles = [get_module(model, path).register_forward_hook(hook) for path, hook in self.hooks().items()]
+        try:
+            yield
+        finally:
+            for handle in handles:
+                handle.remove()
+
+
+@dataclass
+class Steering(Intervention):
+    """Add a fixed vector to the output of each module (all positions, or only the last one)."""
+
+    vectors: dict[str, torch.Tensor] = field(default_factory=dict)
+    last_token_only: bool = False
+
+    def hooks(self) -> dict[str, Hook]:
+        return {path: self._hook(vec) for path, vec in self.vectors.items()}
+
+    def _hook(self, vec: torch.Tensor) -> Hook:
+        last = self.last_token_only
+
+        def hook(module, inputs, output):
+            v = vec.to(device=output.device, dtype=output.dtype)
+            if not last:
+                return output + v
+            out = output.clone()
+            out[:, -1, :] += v
+            return out
+
+        return hook
+
+
+@dataclass
+class SaeAblation(Intervention):
+    """Scale SAE latents ``ids`` by (1 + multiplier) where they fire, keeping the SAE's reconstruction error."""
+
+    saes: dict[str, tuple[torch.nn.Module, torch.Tensor]] = field(default_factory=dict)
+    multiplier: float = -1.0
+
+    def hooks(self) -> dict[str, Hook]:
+        if self.multiplier == 0:
+            return {}
+        return {path: self._hook(sae, ids) for path, (sae, ids) in self.saes.items() if len(ids)}
+
+    def _hook(self, sae: torch.nn.Module, ids: torch.Tensor) -> Hook:
+        alpha = self.multiplier
+
+        def hook(module, inputs, output):
+            shape = output.shape
+            x = output.reshape(-1, shape[-1]).to(sae.W_dec.dtype)
+            with torch.no_grad():
+                enc = sae.encode(x)
+                top_acts, top_idx = enc.top_acts, enc.top_indices
+                del enc  # drops the dense pre-activations
+                x_hat = sae.decode(top_acts, top_idx)
+                hit = torch.isin(top_idx, ids.to(top_idx.device))
+                edited = torch.where(hit, top_acts * (1.0 + alpha), top_acts)
+                x_new = sae.decode(edited, top_idx) + (x - x_hat)
+            return x_new.reshape(shape).to(output.dtype)
+
+        return hook
+
+
+@dataclass
+class NeuronEdit(Intervention):
+    """Set neurons of ``mlp.act_fn`` to fixed values, or add per-neuron shifts to them."""
+
+    edits: dict[str, tuple[torch.Tensor, torch.Tensor]] = field(default_factory=dict)
+    method: str = "fixed"
+
+    def hooks(self) -> dict[str, Hook]:
+        return {path: self._hook(idx, vals) for path, (idx, vals) in self.edits.items() if len(idx)}
+
+    def _hook(self, idx: torch.Tensor, vals: torch.Tensor) -> Hook:
+        scaling = self.method == "scaling"
+
+        def hook(module, inputs, output):
+            i = idx.to(output.device)
+            v = vals.to(device=output.device, dtype=output.dtype)
+            out = output.clone()
+            out[..., i] = out[..., i] + v if scaling else v.expand(*out.shape[:-1], len(i))
+            return out
+
+        return hook
+
+
+def select_lang(features: pl.DataFrame, lang: str) -> pl.DataFrame:
+    """The rows of ``features`` for ``lang`` (any alias), sorted by (layer, feature)."""
+    tag = langs.canonical(lang)
+    return features.filter(pl.col("lang") == tag).sort("layer", "feature")
+
+
+def set_langs(features: pl.DataFrame) -> list[str]:
+    """The languages of a feature frame, in the paper's order (by English name)."""
+    return sorted(features["lang"].unique().to_list(), key=langs.sort_key)
+
+
+def _values(rows: pl.DataFrame, value_type: str) -> torch.Tensor:
+    if value_type not in VALUE_TYPES:
+        raise UsageError(f"unknown --lape-value-type {value_type!r}: use max, min or avg")
+    col = VALUE_TYPES[value_type]
+    if col not in rows.columns or rows[col].null_count():
+        raise UsageError(f"the feature set has no {col} for some units: re-run identify with statistics, "
+                         "or pick another --lape-value-type")
+    return torch.tensor(rows[col].cast(pl.Float64).to_list(), dtype=torch.float32)
+
+
+def _by_layer(rows: pl.DataFrame, specs: list[LayerSpec]) -> Iterator[tuple[LayerSpec, pl.DataFrame]]:
+    for spec in specs:
+        part = rows.filter(pl.col("layer") == spec.layer)
+        if part.height:
+            yield spec, part
+
+
+def steering_vectors(
+    features: pl.DataFrame,
+    lang: str,
+    specs: list[LayerSpec],
+    saes: dict[int, torch.nn.Module],
+    multiplier: float,
+    value_type: str = "max",
+) -> dict[str, torch.Tensor]:
+    """Per MLP path, s = multiplier · Σ_f v_f · W_dec[f] over ``lang``'s features at that layer."""
+    out = {}
+    for spec, part in _by_layer(select_lang(features, lang), specs):
+        w_dec = saes[spec.layer].W_dec.detach()
+        ids = torch.tensor(part["feature"].to_list(), dtype=torch.long, device=w_dec.device)
+        _check_ids(ids, w_dec.shape[0], spec)
+        vals = _values(part, value_type).to(device=w_dec.device, dtype=torch.float32)
+        out[spec.mlp_path] = multiplier * (vals[:, None] * w_dec[ids].float()).sum(0)
+    return out
+
+
+def _check_ids(ids: torch.Tensor, size: int, spec: LayerSpec) -> None:
+    if len(ids) and (int(ids.max()) >= size or int(ids.min()) < 0):
+        raise UsageError(
+            f"unit id {int(ids.max())} is out of range for layer {spec.layer} (size {size}): "
+            "the feature set belongs to another SAE or model"
+        )
+
+
+def build(
+    kind: str,
+    features: pl.DataFrame,
+    lang: str,
+    specs: list[LayerSpec],
+    saes: dict[int, torch.nn.Module] | None = None,
+    *,
+    multiplier: float | None = None,
+    value: float = 0.0,
+    value_type: str = "max",
+    neuron_method: str = "fixed",
+    last_token_only: bool = False,
+    n_neurons: int | None = None,
+) -> Intervention:
+    """The intervention of type ``kind`` for ``lang`` at the layers ``specs``.
+
+    ``multiplier`` defaults to −1 for ``sae-ablate`` (features set to 0) and is required otherwise.
+    For ``neuron``: ``fixed`` sets the units to ``value``; ``scaling`` adds multiplier · act_max.
+    """
+    tag = langs.canonical(lang)
+    if kind == "none":
+        return Intervention()
+    if kind not in INTERVENTION_TYPES:
+        raise UsageError(f"unknown --intervention-type {kind!r}: use one of {', '.join(INTERVENTION_TYPES)}")
+    rows = select_lang(features, tag)
+    used = pl.concat([p for _, p in _by_layer(rows, specs)]) if rows.height else rows
+    if kind == "sae-ablate":
+        alpha = -1.0 if multiplier is None else float(multiplier)
+        saes = saes or {}
+        sel = {}
+        for spec, part in _by_layer(rows, specs):
+            sae = saes[spec.layer]
+            ids = torch.tensor(part["feature"].to_list(), dtype=torch.long, device=sae.W_dec.device)
+            _check_ids(ids, sae.W_dec.shape[0], spec)
+            sel[spec.mlp_path] = (sae, ids)
+        return SaeAblation(kind=kind, lang=tag, n_units=used.height, saes=sel, multiplier=alpha)
+    if kind == "sae-features":
+        if multiplier is None:
+            raise UsageError("--intervention-type sae-features needs --multiplier (e.g. -0.2)")
+        vecs = steering_vectors(rows, tag, specs, saes or {}, float(multiplier), value_type)
+        return Steering(kind=kind, lang=tag, n_units=used.height, vectors=vecs, last_token_only=last_token_only)
+    if neuron_method not in NEURON_METHODS:
+        raise UsageError(f"unknown --neuron-intervention-method {neuron_method!r}: use fixed or scaling")
+    if neuron_method == "scaling" and multiplier is None:
+        raise UsageError("--neuron-intervention-method scaling needs --multiplier (e.g. -0.2)")
+    edits = {}
+    for spec, part in _by_layer(rows, specs):
+        idx = torch.tensor(part["feature"].to_list(), dtype=torch.long)
+        if n_neurons is not None:
+            _check_ids(idx, n_neurons, spec)
+        if neuron_method == "fixed":
+            vals = torch.full((len(idx),), float(value))
+        else:
+            vals = float(multiplier) * _values(part, "max")
+        edits[spec.act_fn_path] = (idx, vals)
+    return NeuronEdit(kind=kind, lang=tag, n_units=used.height, edits=edits, method=neuron_method)
+
+
+def load_features(
+    store: str | None = None, feature_set: str | None = None, lape_result_path: str | None = None
+) -> pl.DataFrame:
+    """The feature frame of a stored set (``--feature-set``) or of a paper LAPE file (``--lape-result-path``)."""
+    if (feature_set is None) == (lape_result_path is None):
+        raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
+    if lape_result_path is not None:
+        from langfeat.paper import read_lape
+
+        frame = read_lape(lape_result_path)
+    else:
+        from langfeat.stats import feature_set as read_set
+        from langfeat.store import open_store
+
+        frame = read_set(open_store(store), feature_set)
+    if frame.height == 0:
+        raise UsageError("the feature set is empty: identify features first or pick another set")
+    return frame.with_columns(pl.col("layer").cast(pl.Int64), pl.col("feature").cast(pl.Int64))
+
+
+def layer_specs(model: torch.nn.Module, patterns: list[str] | None, features: pl.DataFrame) -> list[LayerSpec]:
+    """The hooked layers: ``--layer`` patterns, else every layer of the feature set (``<base>.layers.N.mlp``)."""
+    from langfeat.layers import LayerPatternError, parse
+    from langfeat.models import base_prefix
+
+    if not patterns:
+        prefix = base_prefix(model)
+        patterns = [f"{prefix + '.' if prefix else ''}layers.{n}.mlp" for n in sorted(set(features["layer"]))]
+    try:
+        specs = parse(patterns, neurons=False)
+    except LayerPatternError as exc:
+        raise UsageError(f"{exc}: fix --layer") from None
+    for spec in specs:
+        get_module(model, spec.mlp_path)
+    return specs
+
+
+def load_saes(
+    model: torch.nn.Module,
+    specs: list[LayerSpec],
+    features: pl.DataFrame,
+    sae_model: str | None,
+    local_sae_dir: str | None,
+) -> dict[int, torch.nn.Module]:
+    """One SAE per hooked layer that has features in the set, on the model's device."""
+    from langfeat.models import base_prefix, load_sae
+
+    device = next(model.parameters()).device
+    wanted = set(features["layer"].to_list())
+    prefix = base_prefix(model)
+    return {
+        spec.layer: load_sae(spec.hookpoint(prefix), sae_model, local_sae_dir, device=device)
+        for spec in specs
+        if spec.layer in wanted
+    }

@@ -1,0 +1,343 @@
+"""Per-sentence perplexity, with or without an intervention (the paper's ppl.py, batched and stored).
+
+A sentence's perplexity is exp of the mean negative log-likelihood of its tokens after the first one (BOS is never
+a target), computed in float32 with padding excluded. Results go to the ``ppl_results`` table of the store, one
+row per (intervened language, evaluated language, sentence), the baseline (``intervention = 'none'``) included;
+the views in ``queries/7x_ppl_*.sql`` derive the ΔPPL matrix from them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+import torch
+
+from langfeat import interventions as iv
+from langfeat import langs
+from langfeat.errors import UsageError
+
+TABLE = "ppl_results"
+
+
+@dataclass
+class EvalSet:
+    """The sentences of one evaluated language: ``rows`` are their indices in the source split."""
+
+    lang: str
+    config: str
+    rows: list[int]
+    texts: list[str]
+    ids: list[list[int]] = field(default_factory=list)
+
+
+def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
+    """Token ids of each text, starting with BOS (added when the tokenizer does not add it itself)."""
+    enc = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
+    bos = tokenizer.bos_token_id
+    out = []
+    for ids in enc:
+        ids = list(ids)
+        if bos is not None and (not ids or ids[0] != bos):
+            ids = [bos, *ids]
+        out.append(ids[:max_length] if max_length else ids)
+    return out
+
+
+def sentence_nll(
+    model: torch.nn.Module,
+    ids: Sequence[Sequence[int]],
+    batch_size: int = 16,
+    intervention: iv.Intervention | None = None,
+    advance: Callable[[int], None] | None = None,
+) -> tuple[list[int], list[float]]:
+    """Per sequence: (number of targets, mean NLL in nats) — targets are tokens 1..T−1, padding excluded."""
+    intervention = intervention or iv.Intervention()
+    device = next(model.parameters()).device
+    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
+    n_tgt = [0] * len(ids)
+    nll = [math.nan] * len(ids)
+    with torch.inference_mode(), intervention.applied(model):
+        for b in range(0, len(order), batch_size):
+            idx = order[b : b + batch_size]
+            width = max(len(ids[i]) for i in idx)
+            input_ids = torch.zeros(len(idx), width, dtype=torch.long)
+            mask = torch.zeros(len(idx), width, dtype=torch.long)
+            for r, i in enumerate(idx):
+                input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
+                mask[r, : len(ids[i])] = 1
+            input_ids, mask = input_ids.to(device), mask.to(device)
+            logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
+            for r, i in enumerate(idx):  # one row at a time keeps the float32 copy of the logits small
+                n = len(ids[i]) - 1
+                n_tgt[i] = n
+                if n > 0:
+                    logp = torch.log_softmax(logits[r, :n].float(), dim=-1)
+                    tok = logp.gather(1, input_ids[r, 1 : n + 1, None]).squeeze(1)
+                    nll[i] = float(-tok.mean())
+            if advance is not None:
+                advance(len(idx))
+    return n_tgt, nll
+
+
+def perplexities(
+    model: torch.nn.Module,
+    tokenizer: Any,
+    texts: Sequence[str],
+    intervention: iv.Intervention | None = None,
+    batch_size: int = 16,
+    max_length: int | None = None,
+) -> pl.DataFrame:
+    """Per-sentence ``n_targets``, ``nll`` and ``ppl`` of ``texts`` under ``intervention`` (None = baseline)."""
+    n, nll = sentence_nll(model, encode_texts(tokenizer, texts, max_length), batch_size, intervention)
+    return pl.DataFrame(
+        {"n_targets": n, "nll": nll, "ppl": [math.exp(x) for x in nll]},
+        schema={"n_targets": pl.Int32, "nll": pl.Float64, "ppl": pl.Float64},
+    )
+
+
+def sweep(
+    model: torch.nn.Module,
+    eval_sets: Sequence[EvalSet],
+    plans: Sequence[iv.Intervention],
+    batch_size: int = 16,
+    baseline: bool = True,
+    progress: Any = None,
+) -> pl.DataFrame:
+    """Perplexity of every evaluated set under the baseline and each intervention, model loaded once.
+
+    Each :class:`EvalSet` must already hold its token ids. Returns one row per (intervention, sentence) with
+    columns intervention, int_lang, lang, config, row, n_targets, nll, ppl, n_units.
+    """
+    runs = ([iv.Intervention()] if baseline else []) + list(plans)
+    total = sum(len(s.ids) for s in eval_sets) * len(runs)
+    task = progress.add_task("perplexity", total=total) if progress is not None else None
+
+    def advance(k: int) -> None:
+        if progress is not None:
+            progress.advance(task, k)
+
+    frames = []
+    for plan in runs:
+        for es in eval_sets:
+            n, nll = sentence_nll(model, es.ids, batch_size, plan, advance)
+            frames.append(
+                pl.DataFrame(
+                    {
+                        "intervention": plan.kind,
+                        "int_lang": plan.lang,
+                        "lang": es.lang,
+                        "config": es.config,
+                        "row": es.rows,
+                        "n_targets": n,
+                        "nll": nll,
+                        "ppl": [math.exp(x) for x in nll],
+                        "n_units": plan.n_units,
+                    },
+                    schema={
+                        "intervention": pl.String, "int_lang": pl.String, "lang": pl.String, "config": pl.String,
+                        "row": pl.Int64, "n_targets": pl.Int32, "nll": pl.Float64, "ppl": pl.Float64,
+                        "n_units": pl.Int32,
+                    },
+                )
+            )
+    return pl.concat(frames)
+
+
+@dataclass
+class PplOptions:
+    """Everything ``langfeat ppl`` takes (see docs/ppl.md)."""
+
+    model: str
+    dataset: str
+    langs: list[str]
+    split: str = "devtest"
+    start: int = 0
+    end: int | None = None
+    template: str = "{text}"
+    text_column: str | None = None
+    layers: list[str] | None = None
+    intervention_type: str = "none"
+    intervention_langs: list[str] = field(default_factory=list)
+    multiplier: float | None = None
+    value: float = 0.0
+    lape_value_type: str = "max"
+    neuron_method: str = "fixed"
+    feature_set: str | None = None
+    lape_result_path: str | None = None
+    sae_model: str | None = None
+    local_sae_dir: str | None = None
+    batch: int = 16
+    dtype: str = "float32"
+    device: str = "auto"
+    gguf_file: str | None = None
+    max_length: int | None = None
+    store: str | None = None
+    name: str | None = None
+    baseline: bool = True
+
+
+def check_options(opts: PplOptions) -> None:
+    """Reject inconsistent options before anything is loaded."""
+    if opts.intervention_type not in iv.INTERVENTION_TYPES:
+        raise UsageError(
+            f"unknown --intervention-type {opts.intervention_type!r}: use one of {', '.join(iv.INTERVENTION_TYPES)}"
+        )
+    if not opts.langs:
+        raise UsageError("no evaluation language: pass --lang (one or more)")
+    if opts.batch < 1:
+        raise UsageError("--batch must be at least 1")
+    if opts.intervention_type == "none":
+        if opts.intervention_langs:
+            raise UsageError("--intervention-lang needs an --intervention-type other than none")
+        return
+    if not opts.intervention_langs:
+        raise UsageError(f"--intervention-type {opts.intervention_type} needs --intervention-lang L (or 'all')")
+    if opts.lape_value_type not in iv.VALUE_TYPES:
+        raise UsageError(f"unknown --lape-value-type {opts.lape_value_type!r}: use max, min or avg")
+    if opts.intervention_type == "sae-features" and opts.multiplier is None:
+        raise UsageError("--intervention-type sae-features needs --multiplier (e.g. -0.2)")
+    if opts.intervention_type.startswith("sae") and opts.sae_model is None and opts.local_sae_dir is None:
+        raise UsageError(f"--intervention-type {opts.intervention_type} needs --sae-model or --local-sae-dir")
+    if opts.intervention_type == "neuron":
+        if opts.neuron_method not in iv.NEURON_METHODS:
+            raise UsageError(f"unknown --neuron-intervention-method {opts.neuron_method!r}: use fixed or scaling")
+        if opts.neuron_method == "scaling" and opts.multiplier is None:
+            raise UsageError("--neuron-intervention-method scaling needs --multiplier (e.g. -0.2)")
+    if (opts.feature_set is None) == (opts.lape_result_path is None):
+        raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
+
+
+def intervention_langs(values: Sequence[str], features: pl.DataFrame) -> list[str]:
+    """Canonical intervention languages; ``all`` means every language of the feature set."""
+    present = iv.set_langs(features)
+    out: list[str] = []
+    for value in values:
+        for part in str(value).split(","):
+            part = part.strip()
+            if not part:
+                continue
+            tags = present if part.lower() == "all" else [langs.canonical(part)]
+            out += [t for t in tags if t not in out]
+    missing = [t for t in out if t not in present]
+    if missing:
+        raise UsageError(
+            f"the feature set has no units for {', '.join(missing)}: pick from {', '.join(present)} or 'all'"
+        )
+    return out
+
+
+def default_name(opts: PplOptions, int_langs: Sequence[str]) -> str:
+    """A readable result name when --name is not given."""
+    parts = [opts.intervention_type]
+    if opts.intervention_type != "none":
+        parts.append(opts.feature_set or "lape")
+        parts.append("all" if len(int_langs) > 3 else "+".join(int_langs))
+        if opts.intervention_type == "neuron" and opts.neuron_method == "fixed":
+            parts.append(f"value{opts.value:g}")
+        elif opts.intervention_type == "sae-features":
+            parts.append(f"{opts.lape_value_type}{opts.multiplier:g}")
+        elif opts.multiplier is not None:
+            parts.append(f"mult{opts.multiplier:g}")
+    return "-".join(parts).replace("/", "_").replace(" ", "_")
+
+
+def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
+    """Run ``langfeat ppl``: load everything once, sweep, store the per-sentence results. Returns (name, rows)."""
+    from langfeat.layout import Layout
+    from langfeat.models import load_model, model_id
+    from langfeat.results import check_name, write_result
+
+    check_options(opts)
+    features = None
+    int_langs: list[str] = []
+    if opts.intervention_type != "none":
+        features = iv.load_features(opts.store, opts.feature_set, opts.lape_result_path)
+        int_langs = intervention_langs(opts.intervention_langs, features)
+    name = check_name(opts.name or default_name(opts, int_langs))
+    eval_sets = load_eval_sets(opts)
+
+    model, tokenizer = load_model(opts.model, opts.gguf_file, opts.dtype, opts.device)
+    for es in eval_sets:
+        es.ids = encode_texts(tokenizer, es.texts, opts.max_length)
+        keep = [i for i, ids in enumerate(es.ids) if len(ids) > 1]  # a single token has nothing to predict
+        es.rows, es.texts, es.ids = ([seq[i] for i in keep] for seq in (es.rows, es.texts, es.ids))
+    plans: list[iv.Intervention] = []
+    layer_list: list[int] = []
+    if features is not None:
+        specs = iv.layer_specs(model, opts.layers, features)
+        layer_list = [s.layer for s in specs]
+        saes = {}
+        if opts.intervention_type.startswith("sae"):
+            with contextlib.redirect_stdout(sys.stderr):  # sparsify prints on import
+                saes = iv.load_saes(model, specs, features, opts.sae_model, opts.local_sae_dir)
+        n_neurons = getattr(model.config, "intermediate_size", None)
+        for lang in int_langs:
+            plans.append(
+                iv.build(
+                    opts.intervention_type, features, lang, specs, saes,
+                    multiplier=opts.multiplier, value=opts.value, value_type=opts.lape_value_type,
+                    neuron_method=opts.neuron_method, n_neurons=n_neurons,
+                )
+            )
+    t0 = time.time()
+    rows = sweep(model, eval_sets, plans, opts.batch, baseline=opts.baseline or not plans, progress=progress)
+    mid = model_id(opts.model, opts.gguf_file)
+    rows = rows.with_columns(
+        pl.lit(mid).alias("model"),
+        pl.lit(opts.dataset).alias("dataset"),
+        pl.lit(opts.split).alias("split"),
+        pl.lit(opts.multiplier, dtype=pl.Float64).alias("multiplier"),
+        pl.lit(opts.value if opts.intervention_type == "neuron" and opts.neuron_method == "fixed" else None,
+               dtype=pl.Float64).alias("value"),
+    )
+    params = {
+        "model": mid,
+        "dataset": opts.dataset,
+        "split": opts.split,
+        "langs": [es.lang for es in eval_sets],
+        "configs": [es.config for es in eval_sets],
+        "start": opts.start,
+        "end": opts.end,
+        "template": opts.template,
+        "text_column": opts.text_column,
+        "intervention_type": opts.intervention_type,
+        "intervention_langs": int_langs,
+        "layers": layer_list,
+        "multiplier": opts.multiplier,
+        "value": opts.value,
+        "lape_value_type": opts.lape_value_type,
+        "neuron_method": opts.neuron_method,
+        "feature_set": opts.feature_set,
+        "lape_result_path": opts.lape_result_path,
+        "sae_model": opts.sae_model,
+        "local_sae_dir": opts.local_sae_dir,
+        "batch": opts.batch,
+        "dtype": opts.dtype,
+        "max_length": opts.max_length,
+        "seconds": round(time.time() - t0, 3),
+    }
+    write_result(Layout(opts.store), TABLE, name, rows, params)
+    return name, rows
+
+
+def load_eval_sets(opts: PplOptions) -> list[EvalSet]:
+    """The evaluation sentences of each --lang (the dataset loader is shared with ingestion)."""
+    from langfeat import data
+
+    sets = []
+    for value in opts.langs:
+        rows, texts = data.load_texts(
+            opts.dataset, value, split=opts.split, start=opts.start, end=opts.end,
+            template=opts.template, text_column=opts.text_column,
+        )
+        if not texts:
+            raise UsageError(f"no sentences for {value!r} in {opts.dataset} [{opts.start}:{opts.end}]: fix the range")
+        sets.append(EvalSet(lang=langs.canonical(value), config=value, rows=list(rows), texts=list(texts)))
+    return sets

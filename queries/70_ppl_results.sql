@@ -1,0 +1,21 @@
+-- ppl_results: per-sentence perplexities written by `langfeat ppl` (schema in db/tables.sql), plus the
+-- result name. ppl_summary: per (name, intervention, intervened language, evaluated language) averages.
+CREATE OR REPLACE VIEW ppl_results AS
+SELECT *
+FROM read_parquet('{store}/results/ppl_results/name=*/*.parquet',
+                  hive_partitioning = true, hive_types = {'name': VARCHAR}, union_by_name = true)
+WHERE name <> '_schema';
+
+CREATE OR REPLACE VIEW ppl_summary AS
+SELECT
+    name,
+    intervention,
+    int_lang,
+    lang,
+    count(*)                                        AS n_sentences,
+    avg(ppl)                                        AS mean_ppl,    -- the paper's mean_perplexity
+    median(ppl)                                     AS median_ppl,
+    exp(sum(nll * n_targets) / sum(n_targets))      AS corpus_ppl,  -- token-weighted
+    sum(n_targets)                                  AS n_targets
+FROM ppl_results
+GROUP BY ALL;

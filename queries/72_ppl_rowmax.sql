@@ -1,0 +1,38 @@
+-- ppl_rowmax: per (name, metric, intervened language) whose own language was evaluated: its diagonal cell,
+-- the largest off-diagonal cell, and whether the diagonal is the row maximum (true when nothing else was
+-- evaluated). ppl_delta_summary: per (name, metric) the paper's summary — median diagonal vs median
+-- off-diagonal cell and the number of rows where the diagonal is the maximum.
+CREATE OR REPLACE VIEW ppl_rowmax AS
+SELECT
+    name,
+    intervention,
+    metric,
+    int_lang,
+    max(value) FILTER (WHERE is_diag)                                  AS diag,
+    max(value) FILTER (WHERE NOT is_diag)                              AS max_off,
+    arg_max(lang, value) FILTER (WHERE NOT is_diag)                    AS max_off_lang,
+    coalesce(max(value) FILTER (WHERE is_diag) >= max(value) FILTER (WHERE NOT is_diag), true) AS diag_is_max
+FROM ppl_delta_long
+GROUP BY ALL
+HAVING count(*) FILTER (WHERE is_diag) > 0;
+
+CREATE OR REPLACE VIEW ppl_delta_summary AS
+WITH cells AS (
+    SELECT
+        name, intervention, metric,
+        median(value) FILTER (WHERE is_diag)      AS diag_median,
+        median(value) FILTER (WHERE NOT is_diag)  AS off_median,
+        avg(value) FILTER (WHERE is_diag)         AS diag_mean,
+        avg(value) FILTER (WHERE NOT is_diag)     AS off_mean,
+        count(*) FILTER (WHERE is_diag)           AS n_diag,
+        count(*) FILTER (WHERE NOT is_diag)       AS n_off
+    FROM ppl_delta_long
+    GROUP BY ALL
+), rows AS (
+    SELECT name, intervention, metric, count(*) FILTER (WHERE diag_is_max) AS rowmax, count(*) AS n_rows
+    FROM ppl_rowmax
+    GROUP BY ALL
+)
+SELECT c.*, coalesce(r.rowmax, 0) AS rowmax, coalesce(r.n_rows, 0) AS n_rows
+FROM cells AS c
+LEFT JOIN rows AS r USING (name, intervention, metric);
