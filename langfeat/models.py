@@ -8,8 +8,10 @@ SAEs are sparsify ``SparseCoder`` s, from the hub (``--sae-model``) or ``<local 
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -147,7 +149,8 @@ def load_sae(
     dtype: torch.dtype | None = None,
 ):
     """Load the sparsify SAE of ``hookpoint`` from ``local_sae_dir/<hookpoint>`` or the hub repo ``sae_model``."""
-    from sparsify import SparseCoder
+    with contextlib.redirect_stdout(sys.stderr):  # sparsify prints a notice on import
+        from sparsify import SparseCoder
 
     if local_sae_dir is not None:
         folder = Path(local_sae_dir) / hookpoint

@@ -1,0 +1,301 @@
+"""Batched forward with hooks: SAE events and per-unit aggregates, computed on the model's device.
+
+One code path serves streaming ingestion and in-memory encoding. Texts are tokenized with the model's special
+tokens (BOS at position 0, prepended when the tokenizer has a BOS but does not add it), right-padded with an
+attention mask; padded positions are dropped before anything is encoded, so they cannot leak into events or
+counts, and a causal model's real positions never attend to them. The forward stops once the last hooked
+module has run. For each hooked MLP the **output** is SAE-encoded (sparsify ``encode``); an event is a
+(token, latent) pair of the top-k with activation > 0 (in float16, as stored). For ``mlp.act_fn`` modules the
+positive outputs are aggregated per neuron (no events: they are dense).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+
+from langfeat.errors import UsageError
+from langfeat.layers import LayerSpec
+from langfeat.models import get_module
+
+PRE_ACTS_BUDGET = 1 << 27  # elements of the dense pre-activation matrix per SAE encode call
+
+
+class _Stop(Exception):
+    """Raised by the last hook to end the forward early."""
+
+
+@dataclass
+class Aggregates:
+    """Per-unit aggregates of one layer over positive activations (device tensors)."""
+
+    tok_count: torch.Tensor
+    doc_count: torch.Tensor
+    act_sum: torch.Tensor
+    act_max: torch.Tensor
+    act_min: torch.Tensor
+
+    @classmethod
+    def zeros(cls, n: int, device: torch.device) -> Aggregates:
+        return cls(
+            tok_count=torch.zeros(n, dtype=torch.int64, device=device),
+            doc_count=torch.zeros(n, dtype=torch.int64, device=device),
+            act_sum=torch.zeros(n, dtype=torch.float64, device=device),
+            act_max=torch.full((n,), -torch.inf, dtype=torch.float32, device=device),
+            act_min=torch.full((n,), torch.inf, dtype=torch.float32, device=device),
+        )
+
+    def to_numpy(self) -> dict[str, np.ndarray]:
+        """The units that fired at least once: ``unit`` and the five aggregates."""
+        fired = self.tok_count > 0
+        unit = fired.nonzero().squeeze(1)
+        return {
+            "unit": unit.to(torch.int32).cpu().numpy(),
+            "tok_count": self.tok_count[unit].cpu().numpy(),
+            "doc_count": self.doc_count[unit].cpu().numpy(),
+            "act_sum": self.act_sum[unit].cpu().numpy(),
+            "act_max": self.act_max[unit].cpu().numpy(),
+            "act_min": self.act_min[unit].cpu().numpy(),
+        }
+
+
+@dataclass
+class BatchEvents:
+    """Events of one layer for one batch (CPU numpy): batch-local doc index, pos, feature, act (float16)."""
+
+    doc: np.ndarray
+    pos: np.ndarray
+    feature: np.ndarray
+    act: np.ndarray
+
+
+def _output_tensor(output: Any) -> torch.Tensor:
+    return output[0] if isinstance(output, (tuple, list)) else output
+
+
+def probe_widths(model, paths: Sequence[str], token_id: int = 0) -> dict[str, int]:
+    """The last dimension of each module's output, from a one-token forward that stops after the last one."""
+    widths: dict[str, int] = {}
+    handles = []
+
+    def make(path: str):
+        def hook(_module, _args, output):
+            widths[path] = int(_output_tensor(output).shape[-1])
+            if len(widths) == len(paths):
+                raise _Stop
+
+        return hook
+
+    try:
+        for path in paths:
+            handles.append(get_module(model, path).register_forward_hook(make(path)))
+        device = next(model.parameters()).device
+        with torch.inference_mode(), contextlib.suppress(_Stop):
+            model(input_ids=torch.tensor([[token_id]], device=device), use_cache=False)
+    finally:
+        for h in handles:
+            h.remove()
+    return widths
+
+
+class Encoder:
+    """Encodes batches of token ids: SAE events per layer and running per-unit aggregates.
+
+    ``saes`` maps a layer number to its sparsify SAE (for specs without ``neurons``); specs with ``neurons``
+    hook ``mlp.act_fn``. ``neuron_events`` additionally returns neuron activations > 0 as events (in-memory use).
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        specs: Sequence[LayerSpec],
+        saes: Mapping[int, Any],
+        neuron_layers: Sequence[int] = (),
+        max_length: int | None = None,
+        neuron_events: bool = False,
+    ):
+        self.model = model
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.neuron_events = neuron_events
+        self.device = next(model.parameters()).device
+        by_layer = {s.layer: s for s in specs}
+        self.sae_layers = sorted(saes)
+        self.neuron_layers = sorted(neuron_layers)
+        self.saes = dict(saes)
+        self.hooks: list[tuple[str, int, str]] = []  # (module path, layer, 'sae' | 'neuron')
+        for layer in self.sae_layers:
+            self.hooks.append((by_layer[layer].mlp_path, layer, "sae"))
+        for layer in self.neuron_layers:
+            self.hooks.append((by_layer[layer].act_fn_path, layer, "neuron"))
+        modules = [get_module(model, path) for path, _, _ in self.hooks]
+        if len({id(m) for m in modules}) != len(modules):
+            raise UsageError("two --layer entries hook the same module: list each module once")
+        self._modules = modules
+        self.bos_id = tokenizer.bos_token_id
+        probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+        adds_bos = self.bos_id is not None and len(probe) > 0 and probe[0] == self.bos_id
+        self.prepend_bos = self.bos_id is not None and not adds_bos
+        self.bos = adds_bos or self.prepend_bos
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.stats: dict[tuple[str, int], Aggregates] = {}
+        self.neuron_widths: dict[int, int] = {}
+        self._ctx: dict[str, Any] = {}
+
+    # -- tokenization -------------------------------------------------------------------------------------
+    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
+        """Token ids with special tokens (BOS first), truncated to ``max_length`` tokens in all."""
+        limit = self.max_length
+        if limit is not None and self.prepend_bos:
+            limit -= 1
+        kwargs: dict[str, Any] = {"add_special_tokens": True}
+        if limit is not None:
+            kwargs.update(truncation=True, max_length=max(limit, 1))
+        ids = self.tokenizer(list(texts), **kwargs)["input_ids"] if texts else []
+        if self.prepend_bos:
+            ids = [[self.bos_id, *x] for x in ids]
+        return [list(x) for x in ids]
+
+    # -- aggregates ----------------------------------------------------------------------------------------
+    def _agg(self, kind: str, layer: int, n: int) -> Aggregates:
+        key = (kind, layer)
+        if key not in self.stats:
+            self.stats[key] = Aggregates.zeros(n, self.device)
+        return self.stats[key]
+
+    def take_stats(self) -> dict[tuple[str, int], dict[str, np.ndarray]]:
+        """The aggregates since the last call (``(kind, layer) -> columns``), then reset them."""
+        out = {key: agg.to_numpy() for key, agg in self.stats.items()}
+        self.stats = {}
+        return out
+
+    # -- hooks ---------------------------------------------------------------------------------------------
+    def _sae_hook(self, layer: int, out: torch.Tensor) -> None:
+        ctx = self._ctx
+        sae = self.saes[layer]
+        x = out[ctx["valid"]].to(sae.dtype)  # [N, d]: real positions only, row-major (doc, pos)
+        m = int(sae.num_latents)
+        step = max(1, PRE_ACTS_BUDGET // m)
+        acts, idx = [], []
+        for lo in range(0, x.shape[0], step):
+            enc = sae.encode(x[lo : lo + step])
+            acts.append(enc.top_acts)
+            idx.append(enc.top_indices)
+            del enc
+        top_acts = torch.cat(acts) if len(acts) > 1 else acts[0]
+        top_idx = torch.cat(idx) if len(idx) > 1 else idx[0]
+        top_idx, order = top_idx.sort(dim=1)
+        act16 = top_acts.gather(1, order).to(torch.float16)
+        r, c = (act16 > 0).nonzero(as_tuple=True)
+        feature = top_idx[r, c]
+        act = act16[r, c]
+        doc = ctx["rows_b"][r]
+        agg = self._agg("sae", layer, m)
+        agg.tok_count += torch.bincount(feature, minlength=m)
+        seen = torch.zeros((ctx["n_docs"], m), dtype=torch.bool, device=x.device)
+        seen[doc, feature] = True
+        agg.doc_count += seen.sum(0)
+        act32 = act.float()
+        agg.act_sum.index_add_(0, feature, act32.double())
+        agg.act_max.scatter_reduce_(0, feature, act32, "amax")
+        agg.act_min.scatter_reduce_(0, feature, act32, "amin")
+        ctx["events"][("sae", layer)] = (doc, ctx["rows_t"][r], feature, act)
+
+    def _neuron_hook(self, layer: int, out: torch.Tensor) -> None:
+        ctx = self._ctx
+        valid = ctx["valid"]
+        a = out.float()
+        positive = (a > 0) & valid.unsqueeze(-1)  # [B, T, d]
+        agg = self._agg("neuron", layer, a.shape[-1])
+        agg.tok_count += positive.sum((0, 1))
+        agg.doc_count += positive.any(1).sum(0)
+        agg.act_sum += torch.where(positive, a, 0.0).sum((0, 1), dtype=torch.float64)
+        agg.act_max = torch.maximum(agg.act_max, torch.where(positive, a, -torch.inf).amax((0, 1)))
+        agg.act_min = torch.minimum(agg.act_min, torch.where(positive, a, torch.inf).amin((0, 1)))
+        if self.neuron_events:
+            flat = a[valid]
+            r, c = (flat > 0).nonzero(as_tuple=True)
+            ctx["events"][("neuron", layer)] = (ctx["rows_b"][r], ctx["rows_t"][r], c, flat[r, c].to(torch.float16))
+
+    @contextlib.contextmanager
+    def hooked(self) -> Iterator[None]:
+        """Register the hooks for the duration of the block (the model is left as it was)."""
+
+        def make(layer: int, kind: str):
+            fn = self._sae_hook if kind == "sae" else self._neuron_hook
+
+            def hook(_module, _args, output):
+                fn(layer, _output_tensor(output))
+                self._ctx["remaining"] -= 1
+                if self._ctx["remaining"] == 0:
+                    raise _Stop
+
+            return hook
+
+        handles = [
+            module.register_forward_hook(make(layer, kind))
+            for module, (_, layer, kind) in zip(self._modules, self.hooks, strict=True)
+        ]
+        try:
+            yield
+        finally:
+            for h in handles:
+                h.remove()
+
+    def encode_batch(self, batch: Sequence[Sequence[int]]) -> dict[tuple[str, int], BatchEvents]:
+        """Run one batch of token-id lists (each non-empty); return its events and update the aggregates.
+
+        Call inside :meth:`hooked`.
+        """
+        lengths = [len(x) for x in batch]
+        width = max(lengths)
+        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
+        mask = torch.zeros((len(batch), width), dtype=torch.long)
+        for i, x in enumerate(batch):
+            ids[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+            mask[i, : len(x)] = 1
+        ids, mask = ids.to(self.device), mask.to(self.device)
+        valid = mask.bool()
+        rows_b, rows_t = valid.nonzero(as_tuple=True)
+        self._ctx = {
+            "valid": valid, "rows_b": rows_b, "rows_t": rows_t, "n_docs": len(batch),
+            "remaining": len(self.hooks), "events": {},
+        }
+        if self.hooks:
+            with torch.inference_mode(), contextlib.suppress(_Stop):
+                self.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        out = {}
+        for key, (doc, pos, feature, act) in self._ctx["events"].items():
+            out[key] = BatchEvents(
+                doc=doc.to(torch.int32).cpu().numpy(),
+                pos=pos.to(torch.int32).cpu().numpy(),
+                feature=feature.to(torch.int32).cpu().numpy(),
+                act=act.cpu().numpy(),
+            )
+        self._ctx = {}
+        return out
+
+
+def plan_batches(lengths: Sequence[int], batch: int, max_tokens: int | None = None) -> list[list[int]]:
+    """Group document indices into batches of similar length (longest first), deterministic.
+
+    Documents of length 0 are left out. ``max_tokens`` caps ``len(batch) * longest`` (padding included).
+    """
+    order = sorted((i for i, n in enumerate(lengths) if n > 0), key=lambda i: (-lengths[i], i))
+    out: list[list[int]] = []
+    cur: list[int] = []
+    for i in order:
+        longest = lengths[cur[0]] if cur else lengths[i]
+        if cur and (len(cur) >= batch or (max_tokens is not None and (len(cur) + 1) * longest > max_tokens)):
+            out.append(sorted(cur))
+            cur = []
+        cur.append(i)
+    if cur:
+        out.append(sorted(cur))
+    return out

@@ -1,0 +1,228 @@
+"""Parquet writing for ingestion: atomic shard files, per-shard aggregate partials and their compaction.
+
+Every file is written to a hidden temporary name and renamed into place, so a file that exists is complete.
+A shard is done when its marker ``_partials/shard-<k>.json`` exists (written last, after its data files and
+its aggregate partials); the partials live in ``_work/<run_id>/_partials/``, outside the ``lang=<L>`` folder
+that commit publishes, and are compacted into ``feature_counts`` / ``neuron_counts`` at the end.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from langfeat.layout import arrow_schemas
+
+EVENT_ROW_GROUP = 1 << 20
+# Parquet settings of the events files (chosen by benchmarks/ingest_cpu.py; see benchmarks/RESULTS.md).
+EVENT_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": ["dataset"],
+    "column_encoding": {
+        "doc_id": "DELTA_BINARY_PACKED",
+        "pos": "DELTA_BINARY_PACKED",
+        "feature": "BYTE_STREAM_SPLIT",
+        "act": "BYTE_STREAM_SPLIT",
+    },
+    "write_statistics": ["doc_id", "pos"],
+}
+TABLE_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
+PARTIAL_SCHEMA = pa.schema(
+    [
+        ("layer", pa.int32()), ("unit", pa.int32()), ("tok_count", pa.int64()), ("doc_count", pa.int64()),
+        ("act_sum", pa.float64()), ("act_max", pa.float32()), ("act_min", pa.float32()),
+    ]
+)
+KINDS = {"sae": ("feature_counts", "feature"), "neuron": ("neuron_counts", "neuron")}
+
+
+def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
+    """Write ``table`` to ``path`` through a hidden temporary file and a rename."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    pq.write_table(table, tmp, **options)
+    os.replace(tmp, path)
+
+
+def _constant_strings(value: str, n: int) -> pa.Array:
+    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
+
+
+def events_table(doc_id: np.ndarray, pos: np.ndarray, feature: np.ndarray, act: np.ndarray, dataset: str) -> pa.Table:
+    """An events table in the file schema (act as float16)."""
+    schema = arrow_schemas()["events"]
+    return pa.table(
+        [
+            pa.array(doc_id, pa.int64()), pa.array(pos, pa.int32()), pa.array(feature, pa.int32()),
+            pa.array(act.astype(np.float16, copy=False), pa.float16()), _constant_strings(dataset, len(doc_id)),
+        ],
+        schema=schema,
+    )
+
+
+def write_events(path: Path, table: pa.Table) -> None:
+    write_parquet_atomic(table, path, row_group_size=EVENT_ROW_GROUP, **EVENT_OPTIONS)
+
+
+@dataclass
+class ShardData:
+    """Everything one shard writes. Event ``doc`` indices are shard-relative (index into ``rows``)."""
+
+    shard: int
+    dataset: str
+    base_doc_id: int  # doc_id of row 0 (run_num << 40)
+    rows: np.ndarray  # absolute source rows, one per document
+    n_tokens: np.ndarray  # tokens per document, BOS included
+    texts: list[str]
+    token_ids: list[list[int]]
+    events: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    stats: dict[tuple[str, int], dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def shard_marker(partials: Path, shard: int) -> Path:
+    return partials / f"shard-{shard:05d}.json"
+
+
+def shard_done(partials: Path, shard: int) -> dict[str, Any] | None:
+    """The marker of a finished shard whose files all exist, else None."""
+    marker = shard_marker(partials, shard)
+    if not marker.exists():
+        return None
+    info = json.loads(marker.read_text(encoding="utf-8"))
+    root = partials.parent
+    if all((root / f).exists() for f in info.get("files", [])):
+        return info
+    return None
+
+
+def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
+    """Write one shard's events, docs, tokens and partials, then its marker; return the marker."""
+    lang_dir = work / f"lang={lang}"
+    partials = work / "_partials"
+    name = f"part-{data.shard:05d}.parquet"
+    files: list[Path] = []
+    doc_ids = data.base_doc_id + data.rows.astype(np.int64)
+    for layer, chunks in sorted(data.events.items()):
+        if chunks:
+            doc = np.concatenate([c[0] for c in chunks])
+            order = np.argsort(doc, kind="stable")  # batches are length-ordered; within a doc rows are sorted
+            pos = np.concatenate([c[1] for c in chunks])[order]
+            feature = np.concatenate([c[2] for c in chunks])[order]
+            act = np.concatenate([c[3] for c in chunks])[order]
+            doc = doc_ids[doc[order]]
+        else:
+            doc = np.zeros(0, np.int64)
+            pos = feature = np.zeros(0, np.int32)
+            act = np.zeros(0, np.float16)
+        path = lang_dir / "events" / f"layer={layer}" / name
+        write_events(path, events_table(doc, pos, feature, act, data.dataset))
+        files.append(path)
+    n = len(data.rows)
+    docs = pa.table(
+        [
+            pa.array(doc_ids, pa.int64()), _constant_strings(data.dataset, n), pa.array(data.rows, pa.int64()),
+            pa.array(data.n_tokens, pa.int32()), pa.array(data.texts, pa.string()),
+        ],
+        schema=arrow_schemas()["docs"],
+    )
+    path = lang_dir / "docs" / name
+    write_parquet_atomic(docs, path, **TABLE_OPTIONS)
+    files.append(path)
+    lengths = np.asarray([len(t) for t in data.token_ids], dtype=np.int64)
+    flat = np.fromiter((t for ids in data.token_ids for t in ids), dtype=np.int32, count=int(lengths.sum()))
+    tokens = pa.table(
+        [
+            pa.array(np.repeat(doc_ids, lengths), pa.int64()),
+            pa.array(np.concatenate([np.arange(k, dtype=np.int32) for k in lengths]) if n else [], pa.int32()),
+            pa.array(flat, pa.int32()),
+        ],
+        schema=arrow_schemas()["tokens"],
+    )
+    path = lang_dir / "tokens" / name
+    write_parquet_atomic(
+        tokens, path, column_encoding={"doc_id": "DELTA_BINARY_PACKED", "pos": "DELTA_BINARY_PACKED"},
+        use_dictionary=False, **TABLE_OPTIONS,
+    )
+    files.append(path)
+    for kind in KINDS:
+        keys = sorted(k for k in data.stats if k[0] == kind)
+        if not keys:
+            continue
+        cols = {c: [] for c in PARTIAL_SCHEMA.names}
+        for key in keys:
+            part = data.stats[key]
+            cols["layer"].append(np.full(len(part["unit"]), key[1], np.int32))
+            for c in PARTIAL_SCHEMA.names[1:]:
+                cols[c].append(part[c])
+        table = pa.table([np.concatenate(cols[c]) for c in PARTIAL_SCHEMA.names], schema=PARTIAL_SCHEMA)
+        path = partials / f"shard-{data.shard:05d}.{kind}.parquet"
+        write_parquet_atomic(table, path, **TABLE_OPTIONS)
+        files.append(path)
+    info = {
+        "shard": data.shard, "n_docs": int(n), "n_tokens": int(data.n_tokens.sum()),
+        "files": [p.relative_to(work).as_posix() for p in files],
+    }
+    marker = shard_marker(partials, data.shard)
+    tmp = marker.with_name(f".{marker.name}.tmp")
+    tmp.write_text(json.dumps(info), encoding="utf-8")
+    os.replace(tmp, marker)
+    return info
+
+
+def compact_partials(work: Path, lang: str, shards: Sequence[int], dims: Mapping[tuple[str, int], int]) -> None:
+    """Fold every shard's partials into ``feature_counts`` / ``neuron_counts`` (sorted by layer, unit).
+
+    Memory is one dense accumulator per (kind, layer) of ``dims[(kind, layer)]`` units, whatever the size of
+    the run.
+    """
+    partials = work / "_partials"
+    for kind, (table_name, unit_name) in KINDS.items():
+        keys = sorted(k for k in dims if k[0] == kind)
+        if not keys:
+            continue
+        acc = {
+            k: {
+                "tok_count": np.zeros(dims[k], np.int64), "doc_count": np.zeros(dims[k], np.int64),
+                "act_sum": np.zeros(dims[k], np.float64), "act_max": np.full(dims[k], -np.inf, np.float32),
+                "act_min": np.full(dims[k], np.inf, np.float32),
+            }
+            for k in keys
+        }
+        for shard in shards:
+            path = partials / f"shard-{shard:05d}.{kind}.parquet"
+            if not path.exists():
+                continue
+            part = pq.read_table(path)
+            layer_col = part["layer"].to_numpy()
+            for key in keys:
+                sel = layer_col == key[1]
+                if not sel.any():
+                    continue
+                unit = part["unit"].to_numpy()[sel]
+                a = acc[key]
+                np.add.at(a["tok_count"], unit, part["tok_count"].to_numpy()[sel])
+                np.add.at(a["doc_count"], unit, part["doc_count"].to_numpy()[sel])
+                np.add.at(a["act_sum"], unit, part["act_sum"].to_numpy()[sel])
+                np.maximum.at(a["act_max"], unit, part["act_max"].to_numpy()[sel])
+                np.minimum.at(a["act_min"], unit, part["act_min"].to_numpy()[sel])
+        cols: dict[str, list[np.ndarray]] = {c: [] for c in ("layer", "unit", *next(iter(acc.values())))}
+        for key in keys:
+            a = acc[key]
+            unit = np.flatnonzero(a["tok_count"] > 0).astype(np.int32)
+            cols["layer"].append(np.full(len(unit), key[1], np.int32))
+            cols["unit"].append(unit)
+            for c, values in a.items():
+                cols[c].append(values[unit])
+        schema = arrow_schemas()[table_name]
+        arrays = [np.concatenate(cols["unit" if f.name == unit_name else f.name]) for f in schema]
+        table = pa.table([pa.array(a, f.type) for a, f in zip(arrays, schema, strict=True)], schema=schema)
+        write_parquet_atomic(table, work / f"lang={lang}" / table_name / "part-0.parquet", **TABLE_OPTIONS)
