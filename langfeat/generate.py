@@ -265,3 +265,42 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
     }
     write_result(Layout(opts.store), TABLE, name, rows, params)
     return name, rows
+
+
+def list_results(store: Any) -> pl.DataFrame:
+    """One row per stored generation result."""
+    return store.sql(
+        "SELECT name, count(DISTINCT lang) AS n_langs, count(DISTINCT multiplier) AS n_multipliers, "
+        "count(*) AS n_samples, any_value(model) AS model FROM generate_results GROUP BY ALL ORDER BY name"
+    )
+
+
+def switch_rates(store: Any, name: str) -> pl.DataFrame:
+    """The ``generate_switch`` rows of result ``name``, by language (English-name order) then α."""
+    from langfeat.results import check_name
+
+    rows = store.sql(f"SELECT * FROM generate_switch WHERE name = '{check_name(name)}'")
+    if rows.height == 0:
+        raise UsageError(f"no generate result named {name!r}: run `langfeat report generate` to list them")
+    key = pl.col("lang").map_elements(langs.sort_key, return_dtype=pl.String)
+    return rows.drop("name").sort(key, "last_token", "multiplier")
+
+
+def switch_matrix(rates: pl.DataFrame, column: str = "switch_rate") -> pl.DataFrame:
+    """``rates`` pivoted: one row per (language, mode), one column per α."""
+    alphas = sorted(set(rates["multiplier"].to_list()))
+    wide = rates.with_columns(pl.col("multiplier").map_elements(lambda a: f"{a:g}", return_dtype=pl.String)).pivot(
+        on="multiplier", index=["lang", "last_token"], values=column
+    )
+    return wide.select("lang", "last_token", *[f"{a:g}" for a in alphas])
+
+
+def sample_texts(store: Any, name: str, per_cell: int) -> pl.DataFrame:
+    """The first ``per_cell`` samples of each (language, α) of result ``name`` with their judgement."""
+    from langfeat.results import check_name
+
+    rows = store.sql(
+        "SELECT lang, multiplier, last_token, sample, lid_lang, lid_prob, text FROM generate_results "
+        f"WHERE name = '{check_name(name)}' ORDER BY lang, last_token, multiplier, sample"
+    )
+    return rows.filter(pl.int_range(pl.len()).over("lang", "multiplier", "last_token") < per_cell)

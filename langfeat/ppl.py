@@ -35,6 +35,9 @@ class EvalSet:
     rows: list[int]
     texts: list[str]
     ids: list[list[int]] = field(default_factory=list)
+    dataset: str | None = None
+    split: str | None = None
+    template: str | None = None
 
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
@@ -113,7 +116,7 @@ def sweep(
     """Perplexity of every evaluated set under the baseline and each intervention, model loaded once.
 
     Each :class:`EvalSet` must already hold its token ids. Returns one row per (intervention, sentence) with
-    columns intervention, int_lang, lang, config, row, n_targets, nll, ppl, n_units.
+    columns dataset, split, intervention, int_lang, lang, config, row, n_targets, nll, ppl, n_units.
     """
     runs = ([iv.Intervention()] if baseline else []) + list(plans)
     total = sum(len(s.ids) for s in eval_sets) * len(runs)
@@ -130,6 +133,8 @@ def sweep(
             frames.append(
                 pl.DataFrame(
                     {
+                        "dataset": es.dataset,
+                        "split": es.split,
                         "intervention": plan.kind,
                         "int_lang": plan.lang,
                         "lang": es.lang,
@@ -141,7 +146,8 @@ def sweep(
                         "n_units": plan.n_units,
                     },
                     schema={
-                        "intervention": pl.String, "int_lang": pl.String, "lang": pl.String, "config": pl.String,
+                        "dataset": pl.String, "split": pl.String, "intervention": pl.String,
+                        "int_lang": pl.String, "lang": pl.String, "config": pl.String,
                         "row": pl.Int64, "n_targets": pl.Int32, "nll": pl.Float64, "ppl": pl.Float64,
                         "n_units": pl.Int32,
                     },
@@ -160,7 +166,7 @@ class PplOptions:
     split: str = "devtest"
     start: int = 0
     end: int | None = None
-    template: str = "{text}"
+    template: str | None = None
     text_column: str | None = None
     layers: list[str] | None = None
     intervention_type: str = "none"
@@ -291,21 +297,19 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     mid = model_id(opts.model, opts.gguf_file)
     rows = rows.with_columns(
         pl.lit(mid).alias("model"),
-        pl.lit(opts.dataset).alias("dataset"),
-        pl.lit(opts.split).alias("split"),
         pl.lit(opts.multiplier, dtype=pl.Float64).alias("multiplier"),
         pl.lit(opts.value if opts.intervention_type == "neuron" and opts.neuron_method == "fixed" else None,
                dtype=pl.Float64).alias("value"),
     )
     params = {
         "model": mid,
-        "dataset": opts.dataset,
-        "split": opts.split,
+        "dataset": eval_sets[0].dataset,
+        "split": eval_sets[0].split,
         "langs": [es.lang for es in eval_sets],
         "configs": [es.config for es in eval_sets],
         "start": opts.start,
         "end": opts.end,
-        "template": opts.template,
+        "template": eval_sets[0].template,
         "text_column": opts.text_column,
         "intervention_type": opts.intervention_type,
         "intervention_langs": int_langs,
@@ -328,16 +332,69 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
 
 
 def load_eval_sets(opts: PplOptions) -> list[EvalSet]:
-    """The evaluation sentences of each --lang (the dataset loader is shared with ingestion)."""
+    """The evaluation sentences of each --lang (read with the loader ingestion uses)."""
     from langfeat import data
 
     sets = []
     for value in opts.langs:
-        rows, texts = data.load_texts(
+        source = data.open_source(
             opts.dataset, value, split=opts.split, start=opts.start, end=opts.end,
             template=opts.template, text_column=opts.text_column,
         )
-        if not texts:
-            raise UsageError(f"no sentences for {value!r} in {opts.dataset} [{opts.start}:{opts.end}]: fix the range")
-        sets.append(EvalSet(lang=langs.canonical(value), config=value, rows=list(rows), texts=list(texts)))
+        sets.append(EvalSet(lang=source.lang.tag, config=value, rows=list(range(source.start, source.end)),
+                            texts=source.texts(), dataset=source.dataset, split=source.split,
+                            template=source.template))
     return sets
+
+
+METRICS = ("mean_delta", "median_ratio", "mean_log_ratio")
+
+
+def _quote(name: str) -> str:
+    from langfeat.results import check_name
+
+    return "'" + check_name(name) + "'"
+
+
+def list_results(store: Any) -> pl.DataFrame:
+    """One row per stored ppl result: name, intervention, languages and sentence counts."""
+    return store.sql(
+        "SELECT name, intervention, count(DISTINCT int_lang) AS n_int_langs, count(DISTINCT lang) AS n_eval_langs, "
+        "count(*) AS n_rows, any_value(model) AS model FROM ppl_results GROUP BY ALL ORDER BY name, intervention"
+    )
+
+
+def result_summary(store: Any, name: str) -> pl.DataFrame:
+    """Per (intervened, evaluated language) of result ``name``: ΔPPL cells, or plain PPL for a baseline-only run."""
+    delta = store.sql(f"SELECT * FROM ppl_delta WHERE name = {_quote(name)}")
+    if delta.height:
+        return _lang_sorted(delta.drop("name"), "int_lang", "lang")
+    base = store.sql(f"SELECT * FROM ppl_summary WHERE name = {_quote(name)}")
+    if base.height == 0:
+        raise UsageError(f"no ppl result named {name!r}: run `langfeat report ppl` to list them")
+    return _lang_sorted(base.drop("name"), "lang")
+
+
+def delta_matrix(store: Any, name: str, metric: str = "mean_delta") -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(matrix: one row per intervened language, one column per evaluated language; summary of ``metric``)."""
+    if metric not in METRICS:
+        raise UsageError(f"unknown --metric {metric!r}: use one of {', '.join(METRICS)}")
+    cells = store.sql(
+        f"SELECT int_lang, lang, value FROM ppl_delta_long WHERE name = {_quote(name)} AND metric = '{metric}'"
+    )
+    if cells.height == 0:
+        result_summary(store, name)  # raises when the name is unknown
+        raise UsageError(f"ppl result {name!r} has no intervened rows: it is a baseline; run ppl with an intervention")
+    order = sorted(set(cells["lang"].to_list()), key=langs.sort_key)
+    matrix = cells.pivot(on="lang", index="int_lang", values="value")
+    matrix = _lang_sorted(matrix, "int_lang").select("int_lang", *[c for c in order if c in matrix.columns])
+    summary = store.sql(
+        "SELECT metric, diag_median, off_median, diag_mean, off_mean, rowmax, n_rows FROM ppl_delta_summary "
+        f"WHERE name = {_quote(name)} AND metric = '{metric}'"
+    )
+    return matrix, summary
+
+
+def _lang_sorted(df: pl.DataFrame, *cols: str) -> pl.DataFrame:
+    keys = [pl.col(c).map_elements(langs.sort_key, return_dtype=pl.String) for c in cols]
+    return df.sort(keys, nulls_last=False)
