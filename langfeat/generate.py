@@ -195,10 +195,10 @@ def check_options(opts: GenerateOptions) -> None:
 
 def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     """Run ``langfeat generate`` for every (language, α); store and return (name, rows)."""
-    from langfeat.layout import Layout
     from langfeat.models import load_model, model_id
     from langfeat.ppl import intervention_langs
     from langfeat.results import check_name, write_result
+    from langfeat.store import ensure_store
 
     check_options(opts)
     steered = any(a != 0 for a in opts.multipliers)
@@ -263,7 +263,7 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
         "judge": "fasttext lid" if opts.judge else None,
         "seconds": round(time.time() - t0, 3),
     }
-    write_result(Layout(opts.store), TABLE, name, rows, params)
+    write_result(ensure_store(opts.store), TABLE, name, rows, params)
     return name, rows
 
 
@@ -277,9 +277,7 @@ def list_results(store: Any) -> pl.DataFrame:
 
 def switch_rates(store: Any, name: str) -> pl.DataFrame:
     """The ``generate_switch`` rows of result ``name``, by language (English-name order) then α."""
-    from langfeat.results import check_name
-
-    rows = store.sql(f"SELECT * FROM generate_switch WHERE name = '{check_name(name)}'")
+    rows = store.sql("SELECT * FROM generate_switch WHERE name = ?", [name])
     if rows.height == 0:
         raise UsageError(f"no generate result named {name!r}: run `langfeat report generate` to list them")
     key = pl.col("lang").map_elements(langs.sort_key, return_dtype=pl.String)
@@ -297,10 +295,9 @@ def switch_matrix(rates: pl.DataFrame, column: str = "switch_rate") -> pl.DataFr
 
 def sample_texts(store: Any, name: str, per_cell: int) -> pl.DataFrame:
     """The first ``per_cell`` samples of each (language, α) of result ``name`` with their judgement."""
-    from langfeat.results import check_name
-
     rows = store.sql(
         "SELECT lang, multiplier, last_token, sample, lid_lang, lid_prob, text FROM generate_results "
-        f"WHERE name = '{check_name(name)}' ORDER BY lang, last_token, multiplier, sample"
+        "WHERE name = ? ORDER BY lang, last_token, multiplier, sample",
+        [name],
     )
     return rows.filter(pl.int_range(pl.len()).over("lang", "multiplier", "last_token") < per_cell)

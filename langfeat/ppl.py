@@ -256,9 +256,9 @@ def default_name(opts: PplOptions, int_langs: Sequence[str]) -> str:
 
 def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     """Run ``langfeat ppl``: load everything once, sweep, store the per-sentence results. Returns (name, rows)."""
-    from langfeat.layout import Layout
     from langfeat.models import load_model, model_id
     from langfeat.results import check_name, write_result
+    from langfeat.store import ensure_store
 
     check_options(opts)
     features = None
@@ -327,7 +327,7 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
         "max_length": opts.max_length,
         "seconds": round(time.time() - t0, 3),
     }
-    write_result(Layout(opts.store), TABLE, name, rows, params)
+    write_result(ensure_store(opts.store), TABLE, name, rows, params)
     return name, rows
 
 
@@ -350,12 +350,6 @@ def load_eval_sets(opts: PplOptions) -> list[EvalSet]:
 METRICS = ("mean_delta", "median_ratio", "mean_log_ratio")
 
 
-def _quote(name: str) -> str:
-    from langfeat.results import check_name
-
-    return "'" + check_name(name) + "'"
-
-
 def list_results(store: Any) -> pl.DataFrame:
     """One row per stored ppl result: name, intervention, languages and sentence counts."""
     return store.sql(
@@ -366,10 +360,10 @@ def list_results(store: Any) -> pl.DataFrame:
 
 def result_summary(store: Any, name: str) -> pl.DataFrame:
     """Per (intervened, evaluated language) of result ``name``: ΔPPL cells, or plain PPL for a baseline-only run."""
-    delta = store.sql(f"SELECT * FROM ppl_delta WHERE name = {_quote(name)}")
+    delta = store.sql("SELECT * FROM ppl_delta WHERE name = ?", [name])
     if delta.height:
         return _lang_sorted(delta.drop("name"), "int_lang", "lang")
-    base = store.sql(f"SELECT * FROM ppl_summary WHERE name = {_quote(name)}")
+    base = store.sql("SELECT * FROM ppl_summary WHERE name = ?", [name])
     if base.height == 0:
         raise UsageError(f"no ppl result named {name!r}: run `langfeat report ppl` to list them")
     return _lang_sorted(base.drop("name"), "lang")
@@ -379,9 +373,7 @@ def delta_matrix(store: Any, name: str, metric: str = "mean_delta") -> tuple[pl.
     """(matrix: one row per intervened language, one column per evaluated language; summary of ``metric``)."""
     if metric not in METRICS:
         raise UsageError(f"unknown --metric {metric!r}: use one of {', '.join(METRICS)}")
-    cells = store.sql(
-        f"SELECT int_lang, lang, value FROM ppl_delta_long WHERE name = {_quote(name)} AND metric = '{metric}'"
-    )
+    cells = store.sql("SELECT int_lang, lang, value FROM ppl_delta_long WHERE name = ? AND metric = ?", [name, metric])
     if cells.height == 0:
         result_summary(store, name)  # raises when the name is unknown
         raise UsageError(f"ppl result {name!r} has no intervened rows: it is a baseline; run ppl with an intervention")
@@ -390,7 +382,8 @@ def delta_matrix(store: Any, name: str, metric: str = "mean_delta") -> tuple[pl.
     matrix = _lang_sorted(matrix, "int_lang").select("int_lang", *[c for c in order if c in matrix.columns])
     summary = store.sql(
         "SELECT metric, diag_median, off_median, diag_mean, off_mean, rowmax, n_rows FROM ppl_delta_summary "
-        f"WHERE name = {_quote(name)} AND metric = '{metric}'"
+        "WHERE name = ? AND metric = ?",
+        [name, metric],
     )
     return matrix, summary
 

@@ -1,11 +1,13 @@
--- ppl_results: per-sentence perplexities written by `langfeat ppl` (schema in db/tables.sql), plus the
--- result name. ppl_summary: per (name, intervention, intervened language, evaluated language) averages.
+-- ppl_results: per-sentence perplexities written by `langfeat ppl` (file schema in db/tables.sql), plus the
+-- result name.
 CREATE OR REPLACE VIEW ppl_results AS
 SELECT *
 FROM read_parquet('{store}/results/ppl_results/name=*/*.parquet',
                   hive_partitioning = true, hive_types = {'name': VARCHAR}, union_by_name = true)
 WHERE name <> '_schema';
 
+-- ppl_summary: per (name, intervention, intervened language, evaluated language): the paper's mean
+-- per-sentence PPL, the median, and the token-weighted corpus PPL.
 CREATE OR REPLACE VIEW ppl_summary AS
 SELECT
     name,

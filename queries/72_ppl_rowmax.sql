@@ -1,7 +1,6 @@
 -- ppl_rowmax: per (name, metric, intervened language) whose own language was evaluated: its diagonal cell,
 -- the largest off-diagonal cell, and whether the diagonal is the row maximum (true when nothing else was
--- evaluated). ppl_delta_summary: per (name, metric) the paper's summary — median diagonal vs median
--- off-diagonal cell and the number of rows where the diagonal is the maximum.
+-- evaluated).
 CREATE OR REPLACE VIEW ppl_rowmax AS
 SELECT
     name,
@@ -16,6 +15,8 @@ FROM ppl_delta_long
 GROUP BY ALL
 HAVING count(*) FILTER (WHERE is_diag) > 0;
 
+-- ppl_delta_summary: per (name, metric) the paper's summary: median (and mean) diagonal vs off-diagonal
+-- cell, and rowmax, the number of intervened languages whose own cell is the row maximum (of n_rows).
 CREATE OR REPLACE VIEW ppl_delta_summary AS
 WITH cells AS (
     SELECT

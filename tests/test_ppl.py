@@ -159,3 +159,52 @@ def test_intervention_langs_and_options(loaded):
     opts.lape_result_path = "f.pt"
     with pytest.raises(UsageError, match="exactly one"):
         ppl.check_options(opts)
+
+
+@pytest.mark.skipif(not DATA.exists(), reason="shared FLORES data not available")
+def test_cli_sweep_stores_results_and_reports(toy_model_dir, toy_sae_dir, tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from langfeat.cli import app
+    from langfeat.store import open_store
+
+    feats = pl.DataFrame({"lang": ["en", "en", "de"], "layer": [1, 2, 1], "feature": [3, 9, 4],
+                          "act_max": [2.0, 4.0, 8.0], "act_min": [0.5, 0.5, 0.5], "act_avg": [1.0, 1.0, 1.0]})
+    monkeypatch.setattr(iv, "load_features", lambda store, fs, path: feats)
+    store = tmp_path / "store"
+    pattern = str(DATA / "flores200_devtest" / "{lang}.devtest.gz")
+    args = ["ppl", str(toy_model_dir), pattern, "--lang", "eng_Latn,deu_Latn", "--end", "5",
+            "--intervention-type", "sae-features", "--intervention-lang", "all", "--multiplier", "-2",
+            "--feature-set", "toy", "--local-sae-dir", str(toy_sae_dir), "--batch", "3", "--device", "cpu",
+            "--store", str(store), "--name", "sweep1", "--format", "csv"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    st = open_store(store)
+    rows = st.sql("SELECT * FROM ppl_results WHERE name = 'sweep1'")
+    assert rows.height == 3 * 2 * 5  # (baseline, en, de) × 2 languages × 5 sentences
+    assert sorted(set(rows["row"])) == [0, 1, 2, 3, 4]
+    # Stored values equal a direct computation on the same sentences.
+    model, tok = load_model(str(toy_model_dir), device="cpu")
+    specs = iv.layer_specs(model, None, feats)
+    saes = iv.load_saes(model, specs, feats, None, str(toy_sae_dir))
+    plan = iv.build("sae-features", feats, "de", specs, saes, multiplier=-2.0)
+    direct = ppl.perplexities(model, tok, flores_lines("eng_Latn", 5), plan)
+    got = rows.filter((pl.col("int_lang") == "de") & (pl.col("lang") == "en")).sort("row")
+    np.testing.assert_allclose(got["ppl"].to_numpy(), direct["ppl"].to_numpy(), rtol=1e-5)
+    assert "mean_delta" in res.stdout.splitlines()[0]  # the CSV summary on stdout
+
+    rep = CliRunner().invoke(app, ["report", "ppl", "sweep1", "--store", str(store), "--format", "csv"])
+    assert rep.exit_code == 0, rep.output
+    header, *lines = rep.stdout.strip().splitlines()
+    assert header == "int_lang,en,de" and [x.split(",")[0] for x in lines] == ["en", "de"]  # English name order
+    cell = float(lines[1].split(",")[2])  # de intervened, de evaluated
+    expect = st.sql("SELECT mean_delta FROM ppl_delta WHERE name = 'sweep1' AND int_lang = 'de' AND lang = 'de'")
+    assert cell == pytest.approx(expect["mean_delta"][0], rel=1e-9)
+    listing = CliRunner().invoke(app, ["report", "ppl", "--store", str(store), "--format", "csv"])
+    assert "sweep1" in listing.stdout
+
+    bad = CliRunner().invoke(app, ["ppl", str(toy_model_dir), pattern, "--lang", "eng_Latn",
+                                   "--intervention-type", "sae-features", "--intervention-lang", "fr",
+                                   "--multiplier", "1", "--feature-set", "toy", "--local-sae-dir", str(toy_sae_dir),
+                                   "--store", str(store)])
+    assert bad.exit_code == 2 and "no units for fr" in bad.output
