@@ -173,3 +173,47 @@ def test_options_are_checked():
     gen.check_options(gen.GenerateOptions(model="m", langs=["fr"], multipliers=[0.0]))  # baseline needs no set
     with pytest.raises(UsageError, match="--top-p"):
         gen.check_options(gen.GenerateOptions(**base, feature_set="s", sampling=gen.Sampling(top_p=0)))
+
+
+def test_cli_generate_stores_judged_samples(toy_model_dir, toy_sae_dir, tmp_path, monkeypatch):
+    """End to end with a stand-in identifier (the fastText judge is tested with langfeat.lid)."""
+    import sys
+    import types
+
+    from typer.testing import CliRunner
+
+    from langfeat.cli import app
+    from langfeat.store import open_store
+
+    feats = pl.DataFrame({"lang": ["fr", "ru"], "layer": [0, 2], "feature": [7, 11], "act_max": [3.0, 2.0]})
+    monkeypatch.setattr(iv, "load_features", lambda store, fs, path: feats)
+    seen = []
+
+    def identify(texts, candidates=None):
+        seen.extend(texts)
+        return [("fra_Latn" if len(t) % 2 else "en", 0.75) for t in texts]
+
+    monkeypatch.setitem(sys.modules, "langfeat.lid", types.SimpleNamespace(identify=identify))
+    store = tmp_path / "store"
+    args = ["generate", str(toy_model_dir), "--lang", "all", "--multiplier", "0,1.5", "--times", "3",
+            "--max-new-token", "6", "--seed", "7", "--feature-set", "toy", "--local-sae-dir", str(toy_sae_dir),
+            "--device", "cpu", "--store", str(store), "--name", "g", "--format", "csv"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = open_store(store).sql("SELECT * FROM generate_results ORDER BY lang, multiplier, sample")
+    assert rows.height == 2 * 2 * 3
+    assert rows["seed"].to_list()[:3] == [7, 8, 9] and rows["prompt"].to_list()[0] == ""
+    assert rows.filter(pl.col("multiplier") == 0)["n_units"].to_list() == [0] * 6
+    assert set(rows.filter(pl.col("multiplier") == 1.5)["n_units"]) == {1}
+    for r in rows.iter_rows(named=True):
+        flat = " ".join(r["text"].split())
+        assert r["lid_lang"] == (None if not flat else "fr" if len(flat) % 2 else "en")
+    # The α = 0 samples of both languages are the same unsteered draws (same seeds, no hooks).
+    base = rows.filter(pl.col("multiplier") == 0)
+    texts = {lang: base.filter(pl.col("lang") == lang)["text"].to_list() for lang in ("fr", "ru")}
+    assert texts["fr"] == texts["ru"]
+    header = res.stdout.splitlines()[0].split(",")
+    assert header[:3] == ["lang", "multiplier", "last_token"] and "switch_rate" in header
+    rep = CliRunner().invoke(app, ["report", "generate", "g", "--store", str(store), "--samples", "1"])
+    assert rep.exit_code == 0, rep.output
+    assert "switch_rate by α" in rep.stdout
