@@ -204,6 +204,7 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
     steered = any(a != 0 for a in opts.multipliers)
     features = iv.load_features(opts.store, opts.feature_set, opts.lape_result_path) if steered else None
     if features is not None:
+        iv.check_kind(features, "sae-features")
         targets = intervention_langs(opts.langs, features)
     else:
         if any(v.lower() == "all" for v in opts.langs):

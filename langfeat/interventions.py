@@ -301,3 +301,16 @@ def load_saes(
         for spec in specs
         if spec.layer in wanted
     }
+
+
+def check_kind(features: pl.DataFrame, intervention_type: str) -> None:
+    """Refuse a neuron set for an SAE intervention and vice versa (when the frame says which it is)."""
+    if "kind" not in features.columns or intervention_type == "none":
+        return
+    want = "neuron" if intervention_type == "neuron" else "sae"
+    kinds = set(features["kind"].drop_nulls().to_list())
+    if kinds and kinds != {want}:
+        raise UsageError(
+            f"--intervention-type {intervention_type} needs a set of {want} units but this one holds "
+            f"{', '.join(sorted(kinds))}: pick a matching set or intervention type"
+        )

@@ -265,6 +265,7 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     int_langs: list[str] = []
     if opts.intervention_type != "none":
         features = iv.load_features(opts.store, opts.feature_set, opts.lape_result_path)
+        iv.check_kind(features, opts.intervention_type)
         int_langs = intervention_langs(opts.intervention_langs, features)
     name = check_name(opts.name or default_name(opts, int_langs))
     eval_sets = load_eval_sets(opts)

@@ -228,3 +228,6 @@ def test_bad_input_is_a_usage_error(loaded, setup):
     with pytest.raises(UsageError, match="fix --layer"):
         iv.layer_specs(model, ["model.layers.{0..9}.mlp"], feats)
     assert parse("model.layers.1.mlp")[0].layer == 1
+    with pytest.raises(UsageError, match="set of sae units"):
+        iv.check_kind(feats.with_columns(pl.lit("neuron").alias("kind")), "sae-ablate")
+    iv.check_kind(feats.with_columns(pl.lit("neuron").alias("kind")), "neuron")
