@@ -105,3 +105,48 @@ CREATE TABLE generate_results (
     lid_lang       VARCHAR,           -- language the identifier assigns to text (canonical tag); NULL if not judged
     lid_prob       DOUBLE             -- its confidence
 );
+
+-- results/classify_docs/name=<name>/part-0.parquet: `langfeat classify`, one row per classified document.
+CREATE TABLE classify_docs (
+    classifier VARCHAR NOT NULL,  -- sae-count | sae-min-max | sae-norm | neuron-count | fasttext
+    doc        INTEGER NOT NULL,  -- 0 .. n-1 within the result
+    label      VARCHAR NOT NULL,  -- true language (canonical tag)
+    config     VARCHAR NOT NULL,  -- the dataset config / label value as given
+    "row"      BIGINT  NOT NULL,  -- row in the source split (start included)
+    run_id     VARCHAR,           -- the ingested run holding the document's events (SAE classifiers only)
+    doc_id     BIGINT,            -- the document's doc_id in that run
+    text       VARCHAR NOT NULL
+);
+
+-- results/classify_langs/name=<name>/part-0.parquet: the candidate languages of a classification.
+CREATE TABLE classify_langs (
+    lang    VARCHAR NOT NULL,  -- canonical tag
+    n_units INTEGER NOT NULL   -- units of the language in the set at the hooked layers; 0 for fasttext
+);
+
+-- results/classify_units/name=<name>/part-0.parquet: the feature-set units a classification voted with.
+CREATE TABLE classify_units (
+    kind    VARCHAR NOT NULL,  -- sae | neuron
+    lang    VARCHAR NOT NULL,
+    layer   INTEGER NOT NULL,
+    feature INTEGER NOT NULL,  -- SAE latent id or neuron index
+    act_min FLOAT,             -- the set's global min / max activation (sae-min-max)
+    act_max FLOAT
+);
+
+-- results/classify_scores/name=<name>/part-0.parquet: scores computed outside SQL, one row per
+-- (document, candidate language): neuron-count votes and fastText probabilities.
+CREATE TABLE classify_scores (
+    doc   INTEGER NOT NULL,
+    lang  VARCHAR NOT NULL,
+    score DOUBLE  NOT NULL
+);
+
+-- results/feature_explanations/name=<name>/part-0.parquet: natural-language explanations of SAE features
+-- (e.g. imported from delphi's explanations/layers.N.mlp_latent<id>.txt files).
+CREATE TABLE feature_explanations (
+    layer       INTEGER NOT NULL,
+    feature     INTEGER NOT NULL,
+    explanation VARCHAR NOT NULL,
+    source      VARCHAR            -- where the explanation came from (file, tool)
+);
