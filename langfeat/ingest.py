@@ -22,7 +22,7 @@ import polars as pl
 from langfeat import data as datamod
 from langfeat import runs
 from langfeat.activations import Encoder, plan_batches, probe_widths
-from langfeat.errors import LangfeatError, UsageError
+from langfeat.errors import UsageError
 from langfeat.layers import LayerPatternError, LayerSpec, parse
 from langfeat.layout import Layout, doc_id
 from langfeat.writer import ShardData, compact_partials, shard_done, write_shard
@@ -143,24 +143,6 @@ def build_plan(
     encoder = Encoder(model, tokenizer, specs, loaded, neuron_layers, max_length, neuron_events=neuron_events)
     encoder.neuron_widths = {s.layer: widths[s.act_fn_path] for s in specs if s.layer in neuron_layers}
     return Plan(specs=specs, saes=loaded, neuron_layers=neuron_layers, encoder=encoder)
-
-
-def _store_api():
-    """``(ensure_store, refresh_catalog)`` from langfeat.store (a bare layout until that module exists)."""
-    try:
-        from langfeat.store import ensure_store, refresh_catalog
-    except ImportError:
-
-        def ensure_store(path):
-            layout = Layout(path)
-            for folder in (layout.runs_dir, layout.data_dir, layout.work_dir):
-                folder.mkdir(parents=True, exist_ok=True)
-            return layout
-
-        def refresh_catalog(path):
-            return None
-
-    return ensure_store, refresh_catalog
 
 
 def _record(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_name: str) -> dict[str, Any]:
@@ -349,16 +331,14 @@ def ingest(config: IngestConfig, model=None, tokenizer=None, progress: bool = Tr
 def _run_sources(
     sources: list[datamod.TextSource], config: IngestConfig, plan: Plan, model_name: str, progress: bool
 ) -> list[dict[str, Any]]:
-    ensure_store, refresh_catalog = _store_api()
+    from langfeat.store import ensure_store, refresh_catalog
+
     layout = ensure_store(config.store)
     out = []
     with _Progress(progress) as bar:
         for source in sources:
             out.append(_ingest_source(source, config, plan, layout, model_name, bar))
-            try:
-                refresh_catalog(layout.root)
-            except LangfeatError:
-                pass
+            refresh_catalog(layout.root)  # best effort: never raises on a lock
     return out
 
 
