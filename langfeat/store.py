@@ -156,7 +156,8 @@ def view_descriptions(files: Sequence[tuple[str, str]] | None = None) -> dict[st
                 continue
             match = _VIEW_RE.match(line)
             if match:
-                out[match.group(1)] = " ".join(comment)
+                name = match.group(1)
+                out[name] = re.sub(rf"^{re.escape(name)}\s*:\s*", "", " ".join(comment))
             comment = []
     return out
 

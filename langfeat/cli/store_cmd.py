@@ -1,3 +1,133 @@
-"""CLI commands: store."""
+"""CLI commands over the store itself: ``sql``, ``runs``, ``views``, ``rm``, ``catalog``."""
 
-from langfeat.cli.app import app  # noqa: F401
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import polars as pl
+import typer
+
+from langfeat.cli.app import app, err_console, handle_errors, out_console
+from langfeat.cli.output import Format, emit, rich_table
+
+# Shared options: any command module may import these to get the same flags.
+StoreOption = Annotated[
+    Optional[Path],  # noqa: UP045  (typer needs Optional on Python 3.10)
+    typer.Option("--store", "-s", envvar="LANGFEAT_STORE", show_envvar=True,
+                 help="Store directory (default: $LANGFEAT_STORE, else ./langfeat-store)."),
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutputOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--output", "-o", help="Write the result to FILE instead of stdout (needed for parquet)."),
+]
+
+
+def flat_for(df: pl.DataFrame, fmt: Format) -> pl.DataFrame:
+    """CSV cannot hold lists or structs: encode such columns as JSON text (other formats keep them)."""
+    if fmt is not Format.csv:
+        return df
+    nested = [name for name, dtype in df.schema.items() if dtype.is_nested()]
+    if not nested:
+        return df
+    return df.with_columns(
+        pl.col(name).map_elements(lambda v: _json(v), return_dtype=pl.String, skip_nulls=True) for name in nested
+    )
+
+
+def _json(value: object) -> str:
+    import json
+
+    return json.dumps(value.to_list() if isinstance(value, pl.Series) else value, default=str, ensure_ascii=False)
+
+
+@app.command("sql")
+@handle_errors
+def sql_cmd(
+    query: Annotated[str, typer.Argument(help="A DuckDB SQL query over the store's views (see `langfeat views`).")],
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+) -> None:
+    """Run a SQL query over the store and print the result.
+
+    Example: langfeat sql "SELECT lang, count(*) FROM docs GROUP BY lang" --format csv
+    """
+    from langfeat.store import open_store
+
+    with open_store(store) as st:
+        df = st.sql(query)
+    emit(flat_for(df, fmt), fmt, output)
+
+
+@app.command("runs")
+@handle_errors
+def runs_cmd(
+    store: StoreOption = None,
+    status: Annotated[Optional[str], typer.Option(help="Only runs with this status (running|complete|failed).")  # noqa: UP045
+                      ] = None,
+    all_columns: Annotated[bool, typer.Option("--all", help="Every manifest column, not the summary.")] = False,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+) -> None:
+    """List the runs of the store (every status), oldest first."""
+    from langfeat.store import open_store, run_summary
+
+    with open_store(store) as st:
+        df = st.runs(status=status) if all_columns else run_summary(st, status=status)
+    title = f"runs in {st.root}"
+    if fmt is Format.table and output is None and not all_columns:
+        table = rich_table(df, title)
+        table.columns[0].no_wrap, table.columns[0].min_width = True, 12  # run ids stay whole (for `langfeat rm`)
+        out_console.print(table)
+        return
+    emit(flat_for(df, fmt), fmt, output, title=title)
+
+
+@app.command("views")
+@handle_errors
+def views_cmd(
+    store: StoreOption = None,
+    columns: Annotated[bool, typer.Option("--columns", "-c", help="One row per column (with its type).")] = False,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
+) -> None:
+    """List the views you can query with `langfeat sql`, with their columns."""
+    from langfeat.store import open_store
+
+    with open_store(store) as st:
+        schema = st.schema()
+    if not columns:
+        schema = (
+            schema.group_by("view", maintain_order=True)
+            .agg(pl.format("{} {}", "column", "type").str.join(", ").alias("columns"), pl.first("description"))
+        )
+    emit(schema, fmt, output, title="views")
+
+
+@app.command("rm")
+@handle_errors
+def rm_cmd(
+    run_ids: Annotated[list[str], typer.Argument(help="Run ids (or unique prefixes) to remove, see `langfeat runs`.")],
+    store: StoreOption = None,
+) -> None:
+    """Remove runs: their data, staging files and manifests (every id is checked before anything is removed)."""
+    from langfeat.store import open_store, remove_runs
+
+    with open_store(store) as st:
+        root = st.root
+    for run_id in remove_runs(root, run_ids):
+        err_console.print(f"removed run {run_id}", highlight=False)
+
+
+@app.command("catalog")
+@handle_errors
+def catalog_cmd(store: StoreOption = None) -> None:
+    """Rebuild <store>/catalog.duckdb (the views for the duckdb CLI); prints its path."""
+    from langfeat.store import build_catalog, open_store
+
+    with open_store(store) as st:
+        root = st.root
+    path = build_catalog(root)
+    typer.echo(str(path))
