@@ -408,3 +408,18 @@ def test_reader_while_catalog_refreshes_in_another_process(populated):
     assert reads >= 3
     with duckdb.connect(str(layout.catalog), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM events").fetchall()[0][0] == 9
+
+
+def test_open_store_sees_runs_committed_later(populated):
+    layout, _ = populated
+    with open_store(layout.root) as store:
+        assert store.sql("SELECT count(*) AS n FROM docs")["n"][0] == 5
+        th = store.runs(lang="th")
+        assert th["status"].to_list() == ["running"]
+        # the running th run commits while the store is open: its data appears, nothing is reopened
+        manifest = runs_mod.read_manifest(layout, th["run_id"][0])
+        runs_mod.commit_run(layout, manifest, n_docs=1, n_tokens=7)
+        assert store.sql("SELECT count(*) AS n FROM docs")["n"][0] == 6
+        assert store.docs(lang="th")["text"].to_list() == ["สวัสดี"]
+        assert store.languages()["lang"].to_list() == ["en", "de", "th"]
+        assert store.runs(lang="th")["status"].to_list() == ["complete"]
