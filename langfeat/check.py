@@ -1,0 +1,232 @@
+"""Which language-specific features fire on a text, on which tokens, and what language they vote for.
+
+The paper's ``check_active_features.py``: each text is run through the model, its MLP outputs are SAE-encoded
+(the ingestion code path, in memory), and the events are matched against a feature set. The votes and the
+prediction come from the same SQL as ``langfeat classify`` (``queries/61_classify_votes.sql`` and
+``62_classify_predictions.sql``, run on in-memory frames), so ties and empty texts predict ``unknown``. Fired
+features are listed per language with the tokens they fired on and, when the store holds
+``feature_explanations``, their explanations.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from langfeat.classify import SAE_CLASSIFIERS, candidate_langs, check_minmax, read_set, select_units
+from langfeat.errors import UsageError
+from langfeat.layout import sql_text
+
+VOTE_SQL = ("61_classify_votes.sql", "62_classify_predictions.sql")
+_RUN = "memory"
+
+
+@dataclass
+class CheckOptions:
+    """Everything ``langfeat check`` takes (see docs/check.md)."""
+
+    texts: list[str]
+    model: str
+    feature_set: str | None = None
+    lape_result_path: str | None = None
+    classifier: str = "sae-count"
+    layers: list[str] = field(default_factory=list)
+    sae_model: str | None = None
+    local_sae_dir: str | None = None
+    gguf_file: str | None = None
+    explanations: str | None = None  # name of an explanations import; None: any
+    batch: int = 16
+    max_length: int | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+    store: str | None = None
+
+
+@dataclass
+class CheckResult:
+    """Per text: ``predictions`` (doc, pred, score, n_best), ``scores`` (doc, lang, votes, score), ``fired``
+    (doc, lang, layer, feature, n_fired, positions, tokens, explanation) and ``tokens`` (doc, pos, token_id, token).
+    """
+
+    texts: list[str]
+    predictions: pl.DataFrame
+    scores: pl.DataFrame
+    fired: pl.DataFrame
+    tokens: pl.DataFrame
+
+    def to_json(self) -> list[dict[str, Any]]:
+        """One object per text: text, prediction, scores by language, and the fired features."""
+        out = []
+        for doc, text in enumerate(self.texts):
+            pred = self.predictions.filter(pl.col("doc") == doc)
+            scores = self.scores.filter(pl.col("doc") == doc)
+            fired = self.fired.filter(pl.col("doc") == doc).drop("doc")
+            out.append({
+                "text": text,
+                "prediction": pred["pred"][0] if pred.height else "unknown",
+                "scores": dict(zip(scores["lang"].to_list(), scores["score"].to_list(), strict=True)),
+                "features": fired.to_dicts(),
+            })
+        return out
+
+
+def score_events(events: pl.DataFrame, units: pl.DataFrame, cand: pl.DataFrame, n_docs: int, classifier: str
+                 ) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """``(scores, predictions)`` of in-memory events (doc, layer, feature, act) by the classify SQL views."""
+    if classifier not in SAE_CLASSIFIERS:
+        raise UsageError(f"check votes with SAE features: use --classifier-type {' | '.join(SAE_CLASSIFIERS)}")
+    docs = pl.DataFrame({
+        "name": _RUN, "classifier": classifier, "doc": list(range(n_docs)), "label": "", "config": "",
+        "row": list(range(n_docs)), "run_id": _RUN, "doc_id": list(range(n_docs)), "text": "",
+    }, schema={"name": pl.String, "classifier": pl.String, "doc": pl.Int32, "label": pl.String, "config": pl.String,
+               "row": pl.Int64, "run_id": pl.String, "doc_id": pl.Int64, "text": pl.String})
+    tables = {
+        "events": events.select(pl.lit(_RUN).alias("run_id"), pl.col("doc").cast(pl.Int64).alias("doc_id"),
+                                pl.col("layer").cast(pl.Int32), pl.col("feature").cast(pl.Int32),
+                                pl.col("act").cast(pl.Float32)),
+        "classify_docs": docs,
+        "classify_langs": cand.select(pl.lit(_RUN).alias("name"), "lang", "n_units"),
+        "classify_units": units.select(pl.lit(_RUN).alias("name"), *units.columns),
+        "classify_scores": pl.DataFrame(schema={"name": pl.String, "doc": pl.Int32, "lang": pl.String,
+                                                "score": pl.Float64}),
+    }
+    with duckdb.connect(":memory:") as con:
+        for name, frame in tables.items():
+            con.register(name, frame.to_arrow())
+        for filename in VOTE_SQL:
+            con.execute(sql_text("queries", filename))
+        scores = con.sql("SELECT doc, lang, votes, score FROM classify_votes ORDER BY doc, score DESC, lang").pl()
+        preds = con.sql("SELECT doc, pred, score, n_best FROM classify_predictions ORDER BY doc").pl()
+    return scores, preds
+
+
+def fired_features(events: pl.DataFrame, units: pl.DataFrame, tokens: pl.DataFrame,
+                   explanations: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Per (doc, lang, layer, feature) of the set that fired: count, positions and token strings (by position)."""
+    hits = events.join(units.select("lang", "layer", "feature"), on=["layer", "feature"])
+    hits = hits.join(tokens.select("doc", "pos", "token"), on=["doc", "pos"], how="left").sort("doc", "pos")
+    fired = hits.group_by("doc", "lang", "layer", "feature", maintain_order=True).agg(
+        pl.len().alias("n_fired"), pl.col("pos").alias("positions"), pl.col("token").alias("tokens"),
+    )
+    if explanations is not None and explanations.height:
+        expl = explanations.select(pl.col("layer").cast(pl.Int32), pl.col("feature").cast(pl.Int32), "explanation")
+        fired = fired.join(expl.unique(["layer", "feature"], keep="first", maintain_order=True),
+                           on=["layer", "feature"], how="left")
+    else:
+        fired = fired.with_columns(pl.lit(None, pl.String).alias("explanation"))
+    return fired.sort("doc", "lang", "layer", "feature")
+
+
+def check_texts(
+    texts: Sequence[str],
+    model: Any,
+    tokenizer: Any,
+    units: pl.DataFrame,
+    saes: dict[int, Any],
+    classifier: str = "sae-count",
+    explanations: pl.DataFrame | None = None,
+    batch: int = 16,
+    max_length: int | None = None,
+) -> CheckResult:
+    """Encode ``texts`` at the layers of ``saes`` and match the events with the SAE ``units`` (classify_units rows)."""
+    from langfeat.ingest import encode_texts
+    from langfeat.models import base_prefix
+
+    if not texts:
+        raise UsageError("no text given: pass --text \"...\" (repeat for several)")
+    if classifier == "sae-min-max":
+        check_minmax(units)
+    prefix = base_prefix(model)
+    patterns = [f"{prefix + '.' if prefix else ''}layers.{n}.mlp" for n in sorted(saes)]
+    with contextlib.redirect_stdout(sys.stderr):
+        events, tokens = encode_texts(list(texts), model, tokenizer, patterns, saes, batch, max_length)
+    units = units.filter(pl.col("layer").is_in(sorted(saes)))
+    cand = candidate_langs(units)
+    scores, preds = score_events(events, units, cand, len(texts), classifier)
+    tokens = token_frame(tokenizer, tokens)
+    return CheckResult(list(texts), preds, scores, fired_features(events, units, tokens, explanations), tokens)
+
+
+def token_pieces(tokenizer: Any, ids: Sequence[int]) -> tuple[list[str], list[int]]:
+    """The text each token contributes, and a group id per token.
+
+    Byte-level tokens that only together form a character (Thai, CJK, emoji) share that character and one group.
+    """
+    pieces: list[str] = []
+    groups: list[int] = []
+    done, pending, group = "", 0, 0
+    for i in range(len(ids)):
+        cur = tokenizer.decode(list(ids[: i + 1]))
+        if cur.endswith("\ufffd") and i + 1 < len(ids):
+            pending += 1
+            continue
+        piece = cur[len(done):] if cur.startswith(done) else tokenizer.decode([ids[i]])
+        pieces += [piece] * (pending + 1)
+        groups += [group] * (pending + 1)
+        done, pending, group = cur, 0, group + 1
+    pieces += [tokenizer.decode([ids[-1]])] * pending if pending else []
+    groups += [group] * pending
+    return pieces, groups
+
+
+def token_frame(tokenizer: Any, tokens: pl.DataFrame) -> pl.DataFrame:
+    """``tokens`` (doc, pos, token_id) with each token's text piece and character group (see token_pieces)."""
+    parts = []
+    for (doc,), part in tokens.sort("doc", "pos").group_by("doc", maintain_order=True):
+        pieces, groups = token_pieces(tokenizer, part["token_id"].to_list())
+        parts.append(part.with_columns(pl.Series("token", pieces, pl.String), pl.Series("group", groups, pl.Int32)))
+    if not parts:
+        return tokens.with_columns(pl.lit(None, pl.String).alias("token"), pl.lit(None, pl.Int32).alias("group"))
+    return pl.concat(parts)
+
+
+def load_explanations(store: Any, name: str | None = None) -> pl.DataFrame:
+    """Rows of the ``feature_explanations`` view (of import ``name`` when given)."""
+    if name is None:
+        return store.sql("SELECT layer, feature, explanation FROM feature_explanations ORDER BY name")
+    df = store.sql("SELECT layer, feature, explanation FROM feature_explanations WHERE name = ?", [name])
+    if df.height == 0:
+        raise UsageError(f"no explanations named {name!r}: load them with `langfeat import-explanations DIR --name`")
+    return df
+
+
+def check(opts: CheckOptions) -> CheckResult:
+    """Run ``langfeat check``: load the set, model and SAEs, encode the texts and match the set's features."""
+    from langfeat.layers import LayerPatternError, parse
+    from langfeat.layout import store_path
+    from langfeat.models import base_prefix, load_model, load_sae
+
+    if (opts.feature_set is None) == (opts.lape_result_path is None):
+        raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
+    if opts.sae_model is None and opts.local_sae_dir is None:
+        raise UsageError("check encodes MLP outputs: pass --sae-model HUB_ID or --local-sae-dir DIR")
+    if opts.classifier not in SAE_CLASSIFIERS:
+        raise UsageError(f"unknown --classifier-type {opts.classifier!r}: use one of {', '.join(SAE_CLASSIFIERS)}")
+    try:
+        wanted = sorted({s.layer for s in parse(opts.layers)}) if opts.layers else None
+    except LayerPatternError as exc:
+        raise UsageError(f"{exc}: fix --layer") from None
+    units = select_units(read_set(opts.store, opts.feature_set, opts.lape_result_path), "sae", wanted)
+    explanations = None
+    if store_path(opts.store).joinpath("runs").is_dir():
+        from langfeat.store import open_store
+
+        with open_store(opts.store) as store:
+            explanations = load_explanations(store, opts.explanations)
+    elif opts.explanations is not None:
+        raise UsageError(f"no store at {store_path(opts.store)} to read explanations from: pass --store")
+    model, tokenizer = load_model(opts.model, opts.gguf_file, opts.dtype, opts.device)
+    prefix = base_prefix(model)
+    device = next(model.parameters()).device
+    saes = {}
+    for layer in sorted(set(units["layer"].to_list())):
+        spec = parse(f"{prefix + '.' if prefix else ''}layers.{layer}.mlp")[0]
+        saes[layer] = load_sae(spec.hookpoint(prefix), opts.sae_model, opts.local_sae_dir, device=device)
+    return check_texts(opts.texts, model, tokenizer, units, saes, opts.classifier, explanations, opts.batch,
+                       opts.max_length)
