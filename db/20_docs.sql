@@ -2,6 +2,6 @@
 CREATE OR REPLACE VIEW docs AS
 SELECT run_id, doc_id, dataset, lang, "row", n_tokens, text
 FROM read_parquet('{store}/data/run_id=*/lang=*/docs/*.parquet',
-                  hive_partitioning = true, union_by_name = true,
+                  hive_partitioning = true,
                   hive_types = {'run_id': VARCHAR, 'lang': VARCHAR})
 WHERE run_id <> '_schema';

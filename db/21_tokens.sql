@@ -2,6 +2,6 @@
 CREATE OR REPLACE VIEW tokens AS
 SELECT run_id, lang, doc_id, pos, token_id
 FROM read_parquet('{store}/data/run_id=*/lang=*/tokens/*.parquet',
-                  hive_partitioning = true, union_by_name = true,
+                  hive_partitioning = true,
                   hive_types = {'run_id': VARCHAR, 'lang': VARCHAR})
 WHERE run_id <> '_schema';

@@ -3,6 +3,6 @@
 CREATE OR REPLACE VIEW events AS
 SELECT run_id, dataset, lang, layer, doc_id, pos, feature, act
 FROM read_parquet('{store}/data/run_id=*/lang=*/events/layer=*/*.parquet',
-                  hive_partitioning = true, union_by_name = true,
+                  hive_partitioning = true,
                   hive_types = {'run_id': VARCHAR, 'lang': VARCHAR, 'layer': INTEGER})
 WHERE run_id <> '_schema';

@@ -2,6 +2,6 @@
 CREATE OR REPLACE VIEW feature_counts AS
 SELECT run_id, lang, layer, feature, tok_count, doc_count, act_sum, act_max, act_min
 FROM read_parquet('{store}/data/run_id=*/lang=*/feature_counts/*.parquet',
-                  hive_partitioning = true, union_by_name = true,
+                  hive_partitioning = true,
                   hive_types = {'run_id': VARCHAR, 'lang': VARCHAR})
 WHERE run_id <> '_schema';

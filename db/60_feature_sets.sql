@@ -2,7 +2,7 @@
 CREATE OR REPLACE VIEW feature_sets AS
 SELECT name, algorithm, kind, lang, layer, feature, entropy, prob, act_max, act_min, act_avg, "rank"
 FROM read_parquet('{store}/sets/name=*/features.parquet',
-                  hive_partitioning = true, union_by_name = true,
+                  hive_partitioning = true,
                   hive_types = {'name': VARCHAR})
 WHERE name <> '_schema';
 
