@@ -1,0 +1,346 @@
+"""Reports over a store, as Polars frames (the CLI renders them with rich).
+
+* :func:`sets_report`: the feature sets (name, algorithm, kind, #features, #languages, created, params).
+* :func:`features_report`: a feature set per language × layer with totals and entropy min / median / max.
+* :func:`languages_report`: documents and tokens per language and run.
+* :func:`feature_report`: one unit (``LAYER:FEATURE``): per-language activation probability, coverage and
+  entropy, the feature sets containing it, and its top-activating contexts from ``events`` / ``tokens``.
+
+The SQL lives in ``queries/5x_report_*.sql``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import polars as pl
+
+from langfeat import langs
+from langfeat.errors import UsageError
+
+__all__ = [
+    "FeatureReport", "feature_report", "features_report", "languages_report", "parse_unit", "sets_report",
+]
+
+UNIT_KINDS = ("sae", "neuron")
+
+
+@contextlib.contextmanager
+def _opened(store: Any) -> Iterator[Any]:
+    """``store`` itself if it is an open Store, else the store at that path (closed afterwards)."""
+    from langfeat.store import Store, open_store
+
+    if isinstance(store, Store):
+        yield store
+        return
+    st = open_store(store)
+    try:
+        yield st
+    finally:
+        st.close()
+
+
+def _lang_name(tag: str) -> str:
+    try:
+        return langs.english_name(tag)
+    except langs.UnknownLanguageError:
+        return tag
+
+
+def _by_language(df: pl.DataFrame, col: str = "lang") -> pl.DataFrame:
+    """``df`` sorted by the English name of ``col`` (the paper's ``sorted_lang`` order)."""
+    if df.height == 0:
+        return df
+    return df.with_columns(pl.col(col).map_elements(_lang_name, return_dtype=pl.String).alias("_o")) \
+        .sort("_o", col).drop("_o")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# feature sets
+
+
+def _params_summary(text: str | None) -> str:
+    """``key=value`` pairs of a set's params (lists and dicts shortened to their length)."""
+    if not text:
+        return ""
+    try:
+        params = json.loads(text)
+    except ValueError:
+        return ""
+    parts = []
+    for key, value in params.items():
+        if key in ("algorithm", "kind", "created_at") or value is None:
+            continue
+        if isinstance(value, (list, dict)):
+            value = f"[{len(value)}]"
+        parts.append(f"{key}={value}")
+    return " ".join(parts)
+
+
+def sets_report(store: Any = None) -> pl.DataFrame:
+    """One row per feature set: name, algorithm, kind, features (distinct units), memberships (language, unit),
+    languages, layers (``min-max``), created, params (a one-line summary)."""
+    with _opened(store) as st:
+        df = st.sql("SELECT * FROM report_sets")
+    return df.select(
+        "name", "algorithm", "kind", "features", "memberships", "languages",
+        pl.when(pl.col("layer_min").is_null()).then(pl.lit(""))
+        .when(pl.col("layer_min") == pl.col("layer_max")).then(pl.col("layer_min").cast(pl.String))
+        .otherwise(pl.format("{}-{}", "layer_min", "layer_max")).alias("layers"),
+        pl.col("created").str.slice(0, 16).str.replace("T", " ").alias("created"),
+        pl.col("params").map_elements(_params_summary, return_dtype=pl.String).alias("params"),
+    )
+
+
+def _set_langs_from_params(st: Any, name: str) -> list[str]:
+    rows = st.sql("SELECT params FROM feature_set_params WHERE name = ?", [name])
+    if rows.height == 0 or rows["params"][0] is None:
+        return []
+    try:
+        params = json.loads(rows["params"][0])
+    except ValueError:
+        return []
+    out = []
+    for key in ("langs", "languages"):
+        for tag in params.get(key) or []:
+            with contextlib.suppress(langs.UnknownLanguageError):
+                out.append(langs.canonical(str(tag)))
+    return out
+
+
+def features_report(store: Any, name: str) -> pl.DataFrame:
+    """Feature set ``name`` per language: lang, lang_name, n, one count column per layer (``L<N>``), entropy
+    min / median / max; by English name, languages the set was made over but without units included (n = 0),
+    and a last row ``lang = 'all'`` with the totals (entropy over all rows)."""
+    with _opened(store) as st:
+        if st.sql("SELECT count(*) AS n FROM report_sets WHERE name = ?", [name])["n"][0] == 0:
+            raise UsageError(f"no feature set named {name!r}: list them with `langfeat sets`")
+        layers = st.sql("SELECT lang, layer, n FROM report_set_layers WHERE name = ?", [name])
+        per_lang = st.sql("SELECT * EXCLUDE (name) FROM report_set_langs WHERE name = ?", [name])
+        totals = st.sql("SELECT * EXCLUDE (name) FROM report_set_totals WHERE name = ?", [name])
+        extra = _set_langs_from_params(st, name)
+    n_layers = int(layers["layer"].max()) + 1 if layers.height else 0
+    layer_cols = [f"L{i}" for i in range(n_layers)]
+    tags = list(dict.fromkeys([*per_lang["lang"].to_list(), *extra]))
+    base = pl.DataFrame({"lang": tags}, schema={"lang": pl.String})
+    wide = (
+        layers.with_columns(pl.format("L{}", "layer").alias("col"))
+        .pivot(on="col", index="lang", values="n", on_columns=layer_cols)
+        if layers.height else pl.DataFrame(schema={"lang": pl.String})
+    )
+    out = (
+        base.join(per_lang, on="lang", how="left").join(wide, on="lang", how="left")
+        .with_columns(pl.col("n").fill_null(0), *(pl.col(c).fill_null(0) for c in layer_cols))
+    )
+    out = _by_language(out).with_columns(
+        pl.col("lang").map_elements(_lang_name, return_dtype=pl.String).alias("lang_name")
+    )
+    cols = ["lang", "lang_name", "n", *layer_cols, "entropy_min", "entropy_median", "entropy_max"]
+    out = out.select(cols).with_columns(pl.col("n").cast(pl.Int64), *(pl.col(c).cast(pl.Int64) for c in layer_cols))
+    total_layers = {c: int(out[c].sum()) for c in layer_cols}
+    t = totals.row(0, named=True) if totals.height else {"n": 0}
+    total = pl.DataFrame([{
+        "lang": "all", "lang_name": "all", "n": int(t.get("n") or 0), **total_layers,
+        "entropy_min": t.get("entropy_min"), "entropy_median": t.get("entropy_median"),
+        "entropy_max": t.get("entropy_max"),
+    }], schema=out.schema)
+    return pl.concat([out, total])
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# languages
+
+
+def languages_report(store: Any = None) -> pl.DataFrame:
+    """Documents and tokens per language and complete run: lang, lang_name, run_id, kind, model, units,
+    dataset, config, split, docs, tokens, tokens_per_doc (by English name, then run number)."""
+    with _opened(store) as st:
+        return st.sql("SELECT * EXCLUDE (run_num) FROM report_languages")
+
+
+def language_totals_report(runs: pl.DataFrame) -> pl.DataFrame:
+    """Per language of a :func:`languages_report` frame: runs, docs, tokens, tokens_per_doc."""
+    return _by_language(runs.group_by("lang").agg(
+        pl.col("lang_name").first(), pl.len().alias("runs"), pl.col("docs").sum(), pl.col("tokens").sum(),
+    ).with_columns((pl.col("tokens") / pl.col("docs")).round(1).alias("tokens_per_doc")))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# one unit
+
+
+def parse_unit(text: str) -> tuple[int, int]:
+    """``'12:345'`` → ``(12, 345)`` (layer, feature or neuron)."""
+    try:
+        layer, unit = (int(x) for x in str(text).split(":"))
+    except ValueError:
+        raise UsageError(f"bad unit {text!r}: write LAYER:FEATURE, e.g. 12:345") from None
+    if layer < 0 or unit < 0:
+        raise UsageError(f"bad unit {text!r}: layer and feature are non-negative")
+    return layer, unit
+
+
+@dataclass
+class FeatureReport:
+    """Everything :func:`feature_report` found about one unit."""
+
+    layer: int
+    unit: int
+    kind: str
+    langs: pl.DataFrame  # per language: runs, docs, tokens, tok_count, doc_count, p, coverage, q, act_*
+    entropy: float | None  # entropy of q over the languages (None when the unit never fired)
+    sets: pl.DataFrame  # feature-set memberships: name, algorithm, lang, rank, entropy, prob
+    contexts: pl.DataFrame  # top activations: run_id, lang, doc_id, pos, act, left, token, right
+    decoded: bool = False  # contexts decoded with a tokenizer (else token ids)
+    runs: list[str] = field(default_factory=list)
+
+
+def _select_runs(st: Any, kind: str, layer: int, run: Sequence[str] | None, model: str | None,
+                 lang: str | None) -> pl.DataFrame:
+    from langfeat.store import resolve_runs
+
+    runs = st.runs(status="complete")
+    if run:
+        runs = runs.filter(pl.col("run_id").is_in(resolve_runs(st.root, list(run))))
+    if model:
+        runs = runs.filter(pl.col("model") == model)
+    if lang:
+        runs = runs.filter(pl.col("lang") == langs.canonical(lang))
+    unit = pl.col("sae_model").is_not_null() if kind == "sae" else pl.col("neurons").fill_null(False)
+    return runs.filter(unit & pl.col("layers").list.contains(layer))
+
+
+def _tokenizer(model: str | None, override: str | None) -> Any | None:
+    """A tokenizer for ``model`` (or ``override``) if one loads from local files, else None."""
+    from langfeat import models
+
+    candidates = [override] if override else []
+    if not override and model:
+        candidates.append(model)
+        if model == models.model_id(models.OFFLINE_DEFAULT):
+            candidates += sorted(str(p) for p in (models.cache_dir() / "gguf").glob("SmolLM2*") if p.is_dir())
+    for source in candidates:
+        if not source:
+            continue
+        try:
+            from transformers import AutoTokenizer
+
+            return AutoTokenizer.from_pretrained(source, local_files_only=True)
+        except Exception:  # any failure means "not loadable here": fall back to token ids
+            continue
+    return None
+
+
+def _contexts(st: Any, layer: int, unit: int, runs: pl.DataFrame, top: int, window: int,
+              tokenizer: str | None) -> tuple[pl.DataFrame, bool]:
+    schema = {"run_id": pl.String, "lang": pl.String, "doc_id": pl.Int64, "pos": pl.Int32, "act": pl.Float32,
+              "left": pl.String, "token": pl.String, "right": pl.String}
+    run_ids = runs["run_id"].to_list()
+    if not run_ids or top <= 0:
+        return pl.DataFrame(schema=schema), False
+    marks = ", ".join("?" * len(run_ids))
+    events = st.sql(
+        f"SELECT run_id, lang, doc_id, pos, act FROM events WHERE layer = ? AND feature = ? AND run_id IN ({marks}) "
+        "ORDER BY act DESC, doc_id, pos LIMIT ?", [layer, unit, *run_ids, top],
+    )
+    if events.height == 0:
+        return pl.DataFrame(schema=schema), False
+    docs = events["doc_id"].unique().to_list()
+    toks = st.sql(
+        f"SELECT doc_id, pos, token_id FROM tokens WHERE run_id IN ({marks}) AND doc_id IN "
+        f"({', '.join('?' * len(docs))}) ORDER BY doc_id, pos", [*run_ids, *docs],
+    )
+    by_doc = {d: g["token_id"].to_list() for (d,), g in toks.partition_by("doc_id", as_dict=True).items()}
+    models = dict(zip(runs["run_id"], runs["model"], strict=True))
+    cache: dict[str, Any] = {}
+    decoded_all = True
+    rows = []
+    for ev in events.iter_rows(named=True):
+        ids = by_doc.get(ev["doc_id"], [])
+        pos = ev["pos"]
+        lo, hi = max(0, pos - window), min(len(ids), pos + window + 1)
+        model = models.get(ev["run_id"])
+        if model not in cache:
+            cache[model] = _tokenizer(model, tokenizer)
+        tok = cache[model]
+        if tok is not None and pos < len(ids):
+            left = tok.decode(ids[lo:pos])
+            token = tok.decode(ids[pos:pos + 1])
+            right = tok.decode(ids[pos + 1:hi])
+        else:
+            decoded_all = False
+            left = " ".join(f"[{i}]" for i in ids[lo:pos])
+            token = f"[{ids[pos]}]" if pos < len(ids) else "[?]"
+            right = " ".join(f"[{i}]" for i in ids[pos + 1:hi])
+        rows.append({**ev, "left": left, "token": token, "right": right})
+    return pl.DataFrame(rows, schema=schema), decoded_all
+
+
+def feature_report(
+    store: Any, unit: str | tuple[int, int], kind: str = "sae", run: Sequence[str] | None = None,
+    model: str | None = None, lang: str | None = None, top: int = 10, window: int = 8,
+    tokenizer: str | os.PathLike | None = None,
+) -> FeatureReport:
+    """Report on SAE feature / neuron ``unit`` (``'LAYER:FEATURE'``) over the complete runs (filtered by
+    ``run`` ids / prefixes, ``model``, ``lang``) that recorded its layer.
+
+    Per language (by English name): runs, docs, tokens, tok_count, doc_count, p = tok_count / tokens
+    (BOS included, as the paper), coverage = doc_count / docs, q = p / Σp, act_mean = Σact_sum / Σtok_count,
+    act_max, act_min. ``entropy`` = −Σ q ln q. ``sets``: the feature sets holding the unit. ``contexts``: the
+    ``top`` highest activations (SAE features only: neurons have no events) with ``window`` tokens either side,
+    decoded with the run's tokenizer (or ``tokenizer``) when it loads from local files, else as ``[id]``.
+    """
+    if kind not in UNIT_KINDS:
+        raise UsageError(f"unknown --kind {kind!r}: use sae or neuron")
+    layer, idx = parse_unit(unit) if isinstance(unit, str) else (int(unit[0]), int(unit[1]))
+    with _opened(store) as st:
+        runs = _select_runs(st, kind, layer, run, model, lang)
+        run_ids = runs["run_id"].to_list()
+        counts = st.sql(
+            "SELECT * FROM report_unit_runs WHERE unit_kind = ? AND layer = ? AND unit = ?", [kind, layer, idx]
+        ).filter(pl.col("run_id").is_in(run_ids))
+        sets = st.sql(
+            "SELECT name, algorithm, lang, rank, entropy, prob FROM feature_sets WHERE kind = ? AND layer = ? "
+            "AND feature = ? ORDER BY name", [kind, layer, idx],
+        )
+        contexts, decoded = (
+            _contexts(st, layer, idx, runs, top, window, None if tokenizer is None else str(tokenizer))
+            if kind == "sae" else (pl.DataFrame(), False)
+        )
+    totals = runs.group_by("lang").agg(
+        pl.len().cast(pl.Int64).alias("runs"), pl.col("n_docs").sum().alias("docs"),
+        pl.col("n_tokens").sum().alias("tokens"),
+    )
+    agg = counts.group_by("lang").agg(
+        pl.col("tok_count").sum(), pl.col("doc_count").sum(), pl.col("act_sum").sum(),
+        pl.col("act_max").max(), pl.col("act_min").min(),
+    )
+    per = totals.join(agg, on="lang", how="left").with_columns(
+        pl.col("tok_count").fill_null(0), pl.col("doc_count").fill_null(0)
+    ).with_columns(
+        (pl.col("tok_count") / pl.col("tokens")).fill_nan(0.0).alias("p"),
+        (pl.col("doc_count") / pl.col("docs")).fill_nan(0.0).alias("coverage"),
+        (pl.col("act_sum") / pl.col("tok_count")).alias("act_mean"),
+    )
+    p_sum = float(per["p"].sum()) if per.height else 0.0
+    per = per.with_columns((pl.col("p") / p_sum if p_sum > 0 else pl.lit(0.0)).alias("q"))
+    entropy = None
+    if p_sum > 0:
+        entropy = -sum(q * math.log(q) for q in per["q"].to_list() if q > 0)
+    per = _by_language(per).with_columns(
+        pl.col("lang").map_elements(_lang_name, return_dtype=pl.String).alias("lang_name")
+    ).select(
+        "lang", "lang_name", "runs", "docs", "tokens", "tok_count", "doc_count", "p", "coverage", "q",
+        "act_mean", "act_max", "act_min",
+    )
+    sets = _by_language(sets).sort("name", maintain_order=True)
+    return FeatureReport(
+        layer=layer, unit=idx, kind=kind, langs=per, entropy=entropy, sets=sets, contexts=contexts,
+        decoded=decoded, runs=run_ids,
+    )

@@ -1,0 +1,16 @@
+-- report_unit_runs: per (complete run, layer, unit) the stored counts of SAE features (unit_kind 'sae') and
+-- MLP neurons (unit_kind 'neuron'), with the run's model, dataset and document / token totals.
+CREATE OR REPLACE VIEW report_unit_runs AS
+WITH u AS (
+    SELECT 'sae' AS unit_kind, run_id, layer, feature AS unit, tok_count, doc_count, act_sum, act_max, act_min
+    FROM feature_counts
+    UNION ALL
+    SELECT 'neuron' AS unit_kind, run_id, layer, neuron AS unit, tok_count, doc_count, act_sum, act_max, act_min
+    FROM neuron_counts
+)
+SELECT
+    u.unit_kind, u.run_id, r.lang, r.model, r.sae_model, r.dataset, u.layer, u.unit,
+    u.tok_count, u.doc_count, u.act_sum, u.act_max, u.act_min,
+    r.n_docs, r.n_tokens
+FROM u JOIN runs r ON r.run_id = u.run_id
+WHERE r.status = 'complete';
