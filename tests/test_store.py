@@ -423,3 +423,23 @@ def test_open_store_sees_runs_committed_later(populated):
         assert store.docs(lang="th")["text"].to_list() == ["สวัสดี"]
         assert store.languages()["lang"].to_list() == ["en", "de", "th"]
         assert store.runs(lang="th")["status"].to_list() == ["complete"]
+
+
+def test_ensure_store_concurrent_processes(tmp_path):
+    root = tmp_path / "new"
+    script = textwrap.dedent(f"""
+        from langfeat.store import ensure_store, open_store
+        for _ in range(3):
+            ensure_store({str(root)!r})
+            with open_store({str(root)!r}) as st:
+                assert st.sql("SELECT count(*) AS n FROM events")["n"][0] == 0
+        print("ok")
+    """)
+    procs = [subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True) for _ in range(3)]
+    outs = [p.communicate(timeout=120)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0, 0] and outs == ["ok"] * 3
+    layout = Layout(root)
+    for table, schema in arrow_schemas().items():
+        assert pq.read_schema(layout.placeholder(table)).remove_metadata().equals(schema)
+    assert not [p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".catalog-")]
+    assert store_mod.catalog_meta(root)["store_path"] == root.resolve().as_posix()
