@@ -11,9 +11,13 @@ features are listed per language with the tokens they fired on and, when the sto
 from __future__ import annotations
 
 import contextlib
+import json
+import os
+import re
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import duckdb
@@ -178,7 +182,7 @@ def token_pieces(tokenizer: Any, ids: Sequence[int]) -> tuple[list[str], list[in
 def token_frame(tokenizer: Any, tokens: pl.DataFrame) -> pl.DataFrame:
     """``tokens`` (doc, pos, token_id) with each token's text piece and character group (see token_pieces)."""
     parts = []
-    for (doc,), part in tokens.sort("doc", "pos").group_by("doc", maintain_order=True):
+    for _key, part in tokens.sort("doc", "pos").group_by("doc", maintain_order=True):
         pieces, groups = token_pieces(tokenizer, part["token_id"].to_list())
         parts.append(part.with_columns(pl.Series("token", pieces, pl.String), pl.Series("group", groups, pl.Int32)))
     if not parts:
@@ -230,3 +234,47 @@ def check(opts: CheckOptions) -> CheckResult:
         saes[layer] = load_sae(spec.hookpoint(prefix), opts.sae_model, opts.local_sae_dir, device=device)
     return check_texts(opts.texts, model, tokenizer, units, saes, opts.classifier, explanations, opts.batch,
                        opts.max_length)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# feature explanations
+
+EXPLANATIONS_TABLE = "feature_explanations"
+_EXPLANATION_FILE = re.compile(r"(?:^|\.)layers\.(\d+)\.mlp_latent(\d+)\.txt$")
+
+
+def read_explanations(folder: str | os.PathLike) -> pl.DataFrame:
+    """Explanations from delphi-style files ``<folder>/layers.N.mlp_latent<id>.txt`` (layer, feature, explanation,
+    source). A file holding a JSON string (delphi writes them so) is decoded; any other text is taken as is.
+    """
+    root = Path(folder).expanduser()
+    if not root.is_dir():
+        raise UsageError(f"{root} is not a folder: pass the folder holding layers.N.mlp_latent<id>.txt files")
+    rows = []
+    for path in sorted(root.rglob("*.txt")):
+        match = _EXPLANATION_FILE.search(path.name)
+        if match is None:
+            continue
+        raw = path.read_text(encoding="utf-8").strip()
+        try:
+            value = json.loads(raw)
+            text = value if isinstance(value, str) else raw
+        except json.JSONDecodeError:
+            text = raw
+        if text.strip():
+            rows.append((int(match.group(1)), int(match.group(2)), text.strip(), str(path.resolve())))
+    if not rows:
+        raise UsageError(f"no layers.N.mlp_latent<id>.txt files in {root}: pass delphi's explanations/ folder")
+    return pl.DataFrame(rows, orient="row", schema={"layer": pl.Int32, "feature": pl.Int32, "explanation": pl.String,
+                                                    "source": pl.String})
+
+
+def import_explanations(store: str | None, folder: str | os.PathLike, name: str) -> int:
+    """Store the explanations of ``folder`` as ``feature_explanations`` result ``name``; return the row count."""
+    from langfeat.results import check_name, write_result
+    from langfeat.store import ensure_store
+
+    check_name(name)
+    frame = read_explanations(folder)
+    write_result(ensure_store(store), EXPLANATIONS_TABLE, name, frame, {"folder": str(Path(folder).resolve())})
+    return frame.height
