@@ -410,7 +410,7 @@ def load_lape(path: str | os.PathLike, kind: str | None = None) -> LapeFile:
         for col, key in _GLOBALS.items():
             lists = data.get(f"final_indice_global_{key}_active")
             cols[col] = (
-                [float(v) for L in lists[i] for v in _np(L).reshape(-1).tolist()]
+                [_null_nan(float(v)) for L in lists[i] for v in _np(L).reshape(-1).tolist()]
                 if lists is not None and i < len(lists) else [None] * len(pairs)
             )
             if len(cols[col]) != len(pairs):
@@ -438,8 +438,8 @@ def load_lape(path: str | os.PathLike, kind: str | None = None) -> LapeFile:
             if not entropy:
                 ent = _entropy(p_all)
                 entropy = {pair: float(ent[j]) for j, pair in enumerate(pairs)}
-        cols["entropy"] = [entropy.get(p) for p in pairs]
-        cols["prob"] = [prob.get(p) for p in pairs]
+        cols["entropy"] = [_null_nan(entropy.get(p)) for p in pairs]
+        cols["prob"] = [_null_nan(prob.get(p)) for p in pairs]
         cols["rank"] = [rank[p] for p in pairs]
         frames.append(pl.DataFrame(cols, schema={
             "layer": pl.Int32, "feature": pl.Int32, "act_max": pl.Float32, "act_min": pl.Float32,
@@ -455,6 +455,11 @@ def load_lape(path: str | os.PathLike, kind: str | None = None) -> LapeFile:
         aligned_by_info=len(names) != len(data["final_indice"]) or len(data["final_indice"]) != len(sorted_lang),
         n_layers=n_layers,
     )
+
+
+def _null_nan(value: float | None) -> float | None:
+    """NaN (how a .pt file says "no value") as None."""
+    return None if value is None or value != value else value
 
 
 def _set_frame(df: pl.DataFrame, algorithm: str, kind: str) -> pl.DataFrame:
@@ -555,10 +560,10 @@ def import_lape(
 
     path = Path(path)
     name = check_name(name or path.stem)
+    if Layout(store).set_dir(name).exists() and not overwrite:
+        raise UsageError(f"feature set {name!r} already exists: pick another --name or pass --overwrite")
     lape = load_lape(path, kind)
     layout = ensure_store(store)
-    if layout.set_dir(name).exists() and not overwrite:
-        raise UsageError(f"feature set {name!r} already exists: pick another --name or pass --overwrite")
     run_rows = pl.DataFrame()
     run_ids: list[str] = []
     has_counts = lape.over_zero_token is not None and lape.num_tokens is not None and lape.num_examples is not None
