@@ -97,9 +97,9 @@ def render(result) -> list[Panel]:
                                  ("explanation", "left")):
                 table.add_column(col, justify=justify)  # type: ignore[arg-type]
             for r in rows.iter_rows(named=True):
-                shown = list(dict.fromkeys(r["tokens"]))
-                table.add_row(str(r["layer"]), str(r["feature"]), str(r["n_fired"]),
-                              Text(" | ".join(repr(t)[1:-1].replace(" ", "␣") for t in shown[:12]) + (" …" if len(shown) > 12 else "")),
+                shown = [repr(t)[1:-1].replace(" ", "␣") for t in dict.fromkeys(r["tokens"])]
+                listed = " | ".join(shown[:12]) + (" …" if len(shown) > 12 else "")
+                table.add_row(str(r["layer"]), str(r["feature"]), str(r["n_fired"]), Text(listed),
                               Text(r["explanation"] or ""))
             parts.append(table)
         panels.append(Panel(Group(*parts), title=f"text {doc + 1}: predicted [bold]{label}[/]", title_align="left"))

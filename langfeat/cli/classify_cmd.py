@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import enum
 from pathlib import Path
 
@@ -67,7 +68,7 @@ def classify_command(
     output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics to this file."),
 ) -> None:
     """Identify the language of each text by votes of language-specific features (or fastText); store and score."""
-    from langfeat.classify import ClassifyOptions, classify
+    from langfeat.classify import ClassifyOptions, check_options, classify
     from langfeat.store import open_store
 
     opts = ClassifyOptions(
@@ -78,9 +79,12 @@ def classify_command(
         fasttext_model=str(fasttext_model) if fasttext_model else None, batch=batch, max_length=max_length,
         dtype=dtype, device=device, store=str(store) if store else None, name=name,
     )
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-                        console=err_console, transient=True)
-    with progress:
+    check_options(opts)
+    progress = None
+    if opts.classifier == "neuron-count":  # the only classifier with forward passes of its own
+        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                            TimeRemainingColumn(), console=err_console, transient=True)
+    with progress or contextlib.nullcontext():
         result = classify(opts, progress, log=_log)
     _log(f"stored classify result [bold]{result}[/]")
     with open_store(store) as st:

@@ -1,0 +1,303 @@
+"""Classifiers against independent counts over the stored events, neuron hooks and hand-computed metrics."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter, defaultdict
+
+import numpy as np
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import flores_lines
+from typer.testing import CliRunner
+
+from langfeat import lid
+from langfeat.classify import ClassifyOptions, classify, compare, confusion, metrics
+from langfeat.cli import app
+from langfeat.errors import UsageError
+from langfeat.ingest import IngestConfig, ingest
+from langfeat.models import load_model
+from langfeat.results import to_arrow, write_result
+from langfeat.runs import all_manifests
+from langfeat.store import ensure_store, open_store
+
+LANGS = {"en": "eng_Latn", "th": "tha_Thai", "ja": "jpn_Jpan"}
+N_DOCS = 5
+
+
+def write_set(store, name: str, rows: list[tuple], kind: str = "sae") -> None:
+    """A feature set file: rows of (lang, layer, feature[, act_min, act_max])."""
+    cols = ["lang", "layer", "feature", "act_min", "act_max"][: len(rows[0])]
+    df = pl.DataFrame(rows, orient="row", schema=cols).with_columns(algorithm=pl.lit("imported"), kind=pl.lit(kind))
+    folder = ensure_store(store).set_dir(name)
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(to_arrow(df, "feature_sets"), folder / "features.parquet")
+
+
+@pytest.fixture(scope="module")
+def env(tmp_path_factory, toy_model_dir, toy_sae_dir):
+    root = tmp_path_factory.mktemp("classify")
+    data = root / "data"
+    data.mkdir()
+    for tag, code in LANGS.items():
+        (data / f"{tag}.txt").write_text("\n".join(flores_lines(code, N_DOCS)) + "\n", encoding="utf-8")
+    store = root / "store"
+    dataset = str(data / "{lang}.txt")
+    model, tokenizer = load_model(str(toy_model_dir), device="cpu")
+    config = IngestConfig(model=str(toy_model_dir), dataset=dataset, langs=list(LANGS),
+                          layers=["model.layers.{0..3}.mlp"], local_sae_dir=str(toy_sae_dir), device="cpu",
+                          store=str(store))
+    ingest(config, model, tokenizer, progress=False)
+    with open_store(store) as st:
+        events = st.events().with_columns(pl.col("act").cast(pl.Float32))
+        docs = st.docs()
+    # per language, the two features that fire most often in its documents and were not picked yet; plus one
+    # feature shared by en and th (so a feature can vote for two languages)
+    picked: dict[str, list[tuple[int, int]]] = {}
+    used: set[tuple[int, int]] = set()
+    for tag in LANGS:
+        counts = events.filter(pl.col("lang") == tag).group_by("layer", "feature").len().sort(
+            "len", "layer", "feature", descending=[True, False, False])
+        keys = [k for k in counts.select("layer", "feature").iter_rows() if k not in used][:2]
+        picked[tag] = keys
+        used.update(keys)
+    shared = next(k for k in events.group_by("layer", "feature").len().sort("len").select("layer", "feature")
+                  .iter_rows() if k not in used)
+    picked["en"].append(shared)
+    picked["th"].append(shared)
+    stats = events.group_by("layer", "feature").agg(pl.col("act").min().alias("mn"), pl.col("act").max().alias("mx"))
+    stat = {(r[0], r[1]): (r[2], r[3]) for r in stats.iter_rows()}
+    rows = [(tag, layer, feat, *stat[(layer, feat)]) for tag, keys in picked.items() for layer, feat in keys]
+    write_set(store, "S", rows)
+    return {"root": root, "store": store, "dataset": dataset, "model_dir": toy_model_dir, "sae_dir": toy_sae_dir,
+            "events": events, "docs": docs, "set": picked, "stat": stat, "model": model, "tokenizer": tokenizer}
+
+
+def opts(env, **kw) -> ClassifyOptions:
+    base = {"dataset": env["dataset"], "langs": list(LANGS), "feature_set": "S", "store": str(env["store"]),
+            "device": "cpu"}
+    base.update(kw)
+    return ClassifyOptions(**base)
+
+
+def hand_predict(scores: dict[str, float]) -> str:
+    best = max(scores.values())
+    winners = [lang for lang, s in scores.items() if s == best]
+    return winners[0] if len(winners) == 1 and any(s != 0 for s in scores.values()) else "unknown"
+
+
+def hand_scores(env, classifier: str) -> dict[int, dict[str, float]]:
+    """doc_id -> language -> score, from the events frame and the set in plain Python."""
+    members = defaultdict(list)
+    for tag, keys in env["set"].items():
+        for key in keys:
+            members[key].append(tag)
+    out: dict[int, dict[str, float]] = {d: dict.fromkeys(LANGS, 0.0) for d in env["docs"]["doc_id"].to_list()}
+    for doc_id, layer, feature, act in env["events"].select("doc_id", "layer", "feature", "act").iter_rows():
+        for tag in members.get((layer, feature), []):
+            if classifier == "sae-min-max":
+                mn, mx = env["stat"][(layer, feature)]
+                out[doc_id][tag] += (act - mn) / (mx - mn + 1e-6)
+            else:
+                out[doc_id][tag] += 1
+    if classifier == "sae-norm":
+        for scores in out.values():
+            for tag in scores:
+                scores[tag] /= len(env["set"][tag])
+    return out
+
+
+@pytest.mark.parametrize("classifier", ["sae-count", "sae-min-max", "sae-norm"])
+def test_sae_scores_equal_an_independent_count(env, classifier):
+    name = classify(opts(env, classifier=classifier, name=classifier))
+    want = hand_scores(env, classifier)
+    with open_store(env["store"]) as st:
+        votes = st.sql("SELECT d.doc_id, v.lang, v.votes, v.score FROM classify_votes v "
+                       "JOIN classify_docs d USING (name, doc) WHERE name = ?", [name])
+        preds = st.sql("SELECT d.doc_id, p.label, p.pred FROM classify_predictions p "
+                       "JOIN classify_docs d USING (name, doc) WHERE name = ?", [name])
+    assert votes.height == len(want) * len(LANGS)
+    for doc_id, lang, n_votes, score in votes.iter_rows():
+        assert score == pytest.approx(want[doc_id][lang], rel=1e-5, abs=1e-6)
+        if classifier == "sae-count":
+            assert n_votes == want[doc_id][lang]
+    got = dict(preds.select("doc_id", "pred").iter_rows())
+    assert got == {d: hand_predict(s) for d, s in want.items()}
+    labels = dict(env["docs"].select("doc_id", "lang").iter_rows())
+    assert dict(preds.select("doc_id", "label").iter_rows()) == labels
+
+
+def test_sae_norm_divides_by_set_sizes(env):
+    classify(opts(env, classifier="sae-count", name="count"))
+    classify(opts(env, classifier="sae-norm", name="norm"))
+    with open_store(env["store"]) as st:
+        both = st.sql("SELECT a.doc, a.lang, a.score AS count, b.score AS norm FROM classify_votes a "
+                      "JOIN classify_votes b USING (doc, lang) WHERE a.name = 'count' AND b.name = 'norm'")
+        sizes = dict(st.sql("SELECT lang, n_units FROM classify_langs WHERE name = 'norm'").iter_rows())
+    assert sizes == {"en": 3, "th": 3, "ja": 2}
+    for _doc, lang, count, norm in both.iter_rows():
+        assert norm == pytest.approx(count / sizes[lang])
+
+
+def test_ties_predict_unknown(env):
+    first = env["set"]["en"][0]
+    write_set(env["store"], "tie", [("en", *first), ("de", *first)])
+    name = classify(opts(env, feature_set="tie", name="tie"))
+    with open_store(env["store"]) as st:
+        preds = st.sql("SELECT pred, n_best, score FROM classify_predictions WHERE name = ?", [name])
+        row = st.sql("SELECT * FROM classify_metrics WHERE name = ?", [name]).row(0, named=True)
+    assert preds["pred"].to_list() == ["unknown"] * len(LANGS) * N_DOCS
+    assert preds.filter(pl.col("score") > 0)["n_best"].to_list() == [2] * preds.filter(pl.col("score") > 0).height
+    assert preds.filter(pl.col("score") > 0).height > 0  # the feature does fire: a real tie, not only all-zero
+    assert row["accuracy"] == 0 and row["n_unknown"] == len(LANGS) * N_DOCS
+
+
+def test_metrics_equal_a_hand_computation(env):
+    """A result whose scores are given: predictions en, de, de, unknown (tie), fr, en, xx for the labels below."""
+    labels = ["en", "en", "de", "de", "fr", "fr", "fr"]
+    score_rows = [
+        {"en": 3, "de": 1, "fr": 0, "it": 0}, {"en": 1, "de": 2, "fr": 0, "it": 0},
+        {"en": 0, "de": 5, "fr": 1, "it": 0}, {"en": 2, "de": 2, "fr": 1, "it": 0},
+        {"en": 0, "de": 0, "fr": 0.5, "it": 0}, {"en": 0.7, "de": 0, "fr": 0.6, "it": 0},
+        {"en": 0, "de": 0, "fr": 0, "it": 9},
+    ]
+    docs = pl.DataFrame({"classifier": "fasttext", "doc": list(range(7)), "label": labels, "config": labels,
+                         "row": list(range(7)), "text": [f"t{i}" for i in range(7)]})
+    scores = pl.DataFrame([{"doc": i, "lang": k, "score": float(v)} for i, r in enumerate(score_rows)
+                           for k, v in r.items()])
+    layout = ensure_store(env["store"])
+    write_result(layout, "classify_langs", "hand", pl.DataFrame({"lang": ["en", "de", "fr", "it"], "n_units": 0}))
+    write_result(layout, "classify_units", "hand", pl.DataFrame(schema={"kind": pl.String, "lang": pl.String,
+                                                                        "layer": pl.Int32, "feature": pl.Int32}))
+    write_result(layout, "classify_scores", "hand", scores)
+    write_result(layout, "classify_docs", "hand", docs)
+    preds = [hand_predict(r) for r in score_rows]
+    assert preds == ["en", "de", "de", "unknown", "fr", "en", "it"]
+    classes = sorted(set(labels) | {p for p in preds if p != "unknown"})
+    per = {}
+    for c in classes:
+        tp = sum(1 for y, p in zip(labels, preds, strict=True) if y == p == c)
+        predicted, support = preds.count(c), labels.count(c)
+        prec = tp / predicted if predicted else 0.0
+        rec = tp / support if support else 0.0
+        per[c] = (support, prec, rec, 2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+    true_classes = sorted(set(labels))
+    with open_store(env["store"]) as st:
+        got = metrics(st, ["hand"]).row(0, named=True)
+        cls = st.sql('SELECT class, support, "precision", recall, f1 FROM classify_class_metrics WHERE name = ?',
+                     ["hand"])
+        conf = confusion(st, "hand")
+    assert got["n_docs"] == 7 and got["n_unknown"] == 1 and got["n_classes"] == 3
+    assert got["accuracy"] == pytest.approx(3 / 7)
+    assert got["precision_macro"] == pytest.approx(np.mean([per[c][1] for c in true_classes]))
+    assert got["recall_macro"] == pytest.approx(np.mean([per[c][2] for c in true_classes]))
+    assert got["f1_macro"] == pytest.approx(np.mean([per[c][3] for c in true_classes]))
+    assert sorted(cls["class"].to_list()) == classes  # 'it' was predicted once: a class with support 0
+    for c, support, prec, rec, f1 in cls.iter_rows():
+        assert (support, prec, rec, f1) == pytest.approx(per[c])
+    want = Counter(zip(labels, preds, strict=True))
+    for row in conf.iter_rows(named=True):
+        for col, n in row.items():
+            if col != "label":
+                assert n == want.get((row["label"], col), 0)
+    assert conf["label"].to_list() == ["en", "fr", "de"]  # English, French, German
+
+
+def test_neuron_count_equals_hand_hooks(env):
+    rows = [("en", 0, n) for n in range(0, 5)] + [("th", 2, n) for n in range(10, 13)] + \
+           [("ja", 3, n) for n in range(20, 30)] + [("ja", 0, 2)]
+    write_set(env["store"], "neurons", rows, kind="neuron")
+    name = classify(opts(env, classifier="neuron-count", feature_set="neurons", model=str(env["model_dir"]),
+                         batch=3, name="neuron"))
+    model, tokenizer = env["model"], env["tokenizer"]
+    texts = [line for tag, code in LANGS.items() for line in flores_lines(code, N_DOCS)]
+    want = []
+    acts: dict[int, torch.Tensor] = {}
+    for text in texts:
+        hooks = [model.model.layers[layer].mlp.act_fn.register_forward_hook(
+            lambda m, a, o, layer=layer: acts.__setitem__(layer, o[0])) for layer in (0, 2, 3)]
+        with torch.no_grad():
+            model(tokenizer(text, return_tensors="pt")["input_ids"])
+        for h in hooks:
+            h.remove()
+        votes = dict.fromkeys(LANGS, 0)
+        for tag, layer, neuron in rows:
+            votes[tag] += int((acts[layer][:, neuron] > 0).sum())
+        want.append(votes)
+    with open_store(env["store"]) as st:
+        got = st.sql("SELECT doc, lang, votes, score FROM classify_votes WHERE name = ?", [name])
+        preds = st.sql("SELECT doc, pred FROM classify_predictions WHERE name = ? ORDER BY doc", [name])
+    assert got.height == len(texts) * len(LANGS)
+    for doc, lang, votes, score in got.iter_rows():
+        assert votes == want[doc][lang] and score == want[doc][lang]
+    assert preds["pred"].to_list() == [hand_predict(v) for v in want]
+
+
+def test_fasttext_classifier(env):
+    name = classify(opts(env, classifier="fasttext", feature_set=None, name="ft"))
+    texts = [line for code in LANGS.values() for line in flores_lines(code, N_DOCS)]
+    probs = lid.probabilities(texts, ["ja", "en", "th"])
+    with open_store(env["store"]) as st:
+        row = metrics(st, [name]).row(0, named=True)
+        scores = st.sql("SELECT doc, lang, score FROM classify_votes WHERE name = ?", [name])
+    assert row["accuracy"] == 1.0 and row["f1_macro"] == 1.0
+    col = {"ja": 0, "en": 1, "th": 2}
+    for doc, lang, score in scores.iter_rows():
+        assert score == pytest.approx(probs[doc, col[lang]])
+
+
+def test_runs_are_reused_or_ingested(env, tmp_path):
+    before = {m["run_id"] for m in all_manifests(ensure_store(env["store"]))}
+    name = classify(opts(env, layers=["model.layers.{2..3}.mlp"], name="sub"))  # a subset of the ingested layers
+    with open_store(env["store"]) as st:
+        used = set(st.sql("SELECT DISTINCT run_id FROM classify_docs WHERE name = ?", [name])["run_id"].to_list())
+        units = st.sql("SELECT DISTINCT layer FROM classify_units WHERE name = ?", [name])["layer"].to_list()
+    assert used <= before and len(used) == len(LANGS)
+    assert {m["run_id"] for m in all_manifests(ensure_store(env["store"]))} == before
+    assert set(units) <= {2, 3}
+    # new texts: without a model there is nothing to ingest them with; with one they are ingested once
+    (tmp_path / "de.txt").write_text("\n".join(flores_lines("deu_Latn", 2)) + "\n", encoding="utf-8")
+    other = str(tmp_path / "{lang}.txt")
+    with pytest.raises(UsageError, match="no ingested run covers"):
+        classify(opts(env, dataset=other, langs=["de"], name="new"))
+    classify(opts(env, dataset=other, langs=["de"], name="new", model=str(env["model_dir"]),
+                  local_sae_dir=str(env["sae_dir"])))
+    after = all_manifests(ensure_store(env["store"]))
+    assert len(after) == len(before) + 1
+    with open_store(env["store"]) as st:
+        assert st.sql("SELECT count(*) AS n FROM classify_docs WHERE name = 'new'")["n"][0] == 2
+
+
+def test_bad_options_raise_one_line_errors(env):
+    with pytest.raises(UsageError, match="unknown --classifier-type"):
+        classify(opts(env, classifier="bayes"))
+    with pytest.raises(UsageError, match="exactly one of"):
+        classify(opts(env, feature_set=None))
+    with pytest.raises(UsageError, match="holds sae units, not neuron"):
+        classify(opts(env, classifier="neuron-count", model="x"))
+
+
+def test_cli_classify_and_report(env):
+    runner = CliRunner()
+    classify(opts(env, classifier="fasttext", feature_set=None, name="ft2"))
+    args = ["classify", env["dataset"], "--lang", "en,th,ja", "--feature-set", "S", "--store", str(env["store"]),
+            "--name", "cli", "--format", "json"]
+    res = runner.invoke(app, args)
+    assert res.exit_code == 0, res.output
+    rows = json.loads(res.stdout)
+    with open_store(env["store"]) as st:
+        want = metrics(st, ["cli"]).row(0, named=True)
+        side, _per_class = compare(st, ["cli", "ft2"])
+    assert rows[0]["accuracy"] == pytest.approx(want["accuracy"])
+    res = runner.invoke(app, ["report", "classify", "cli", "ft2", "--store", str(env["store"]), "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    assert pl.read_csv(res.stdout.encode()).equals(side)
+    res = runner.invoke(app, ["report", "classify", "cli", "--store", str(env["store"])])
+    assert res.exit_code == 0 and "confusion" in res.stdout
+    res = runner.invoke(app, ["report", "classify", "nope", "--store", str(env["store"])])
+    assert res.exit_code == 2 and "no classify result named 'nope'" in res.output
+    res = runner.invoke(app, ["classify", env["dataset"], "--lang", "en", "--classifier-type", "x",
+                              "--store", str(env["store"])])
+    assert res.exit_code == 2 and res.output.count("\n") == 1
