@@ -1,0 +1,197 @@
+"""Reports: exact numbers on a small synthetic store (runs, events, tokens, counts, a feature set) and the CLI."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from typer.testing import CliRunner
+
+from langfeat import langs, paper, reports, runs
+from langfeat.cli import app
+from langfeat.errors import UsageError
+from langfeat.layout import arrow_schemas, doc_id
+from langfeat.store import ensure_store
+
+LAYER, FEAT = 1, 5
+
+
+def write(path: Path, table: str, columns: dict[str, list]) -> None:
+    schema = arrow_schemas()[table]
+    arrays = [
+        pa.array(np.array(columns[f.name], np.float16)) if f.type == pa.float16() else pa.array(columns[f.name], f.type)
+        for f in schema
+    ]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
+
+
+def add_run(layout, lang: str, model: str, token_ids: list[list[int]], events: list[tuple[int, int, int, float]],
+            sae: bool = True) -> dict:
+    """A complete run of documents ``token_ids`` with SAE ``events`` (doc index, pos, feature, act) at LAYER."""
+    record = dict(
+        kind="ingest", model=model, sae_model="toy-sae" if sae else None, neurons=not sae, dataset="flores",
+        split="devtest", config=lang, lang=lang, lang_name=langs.english_name(lang), start=0, end=len(token_ids),
+        template=None, text_column="text", layers=[0, 1, 2], layer_paths=[], dtype="float32", max_length=None, bos=True,
+        shard_docs=64,
+    )
+    manifest, _ = runs.begin_run(layout, record)
+    work = layout.run_work(manifest["run_id"]) / f"lang={lang}"
+    ids = [doc_id(manifest["run_num"], i) for i in range(len(token_ids))]
+    write(work / "docs" / "part-0.parquet", "docs", {
+        "doc_id": ids, "dataset": ["flores"] * len(ids), "row": list(range(len(ids))),
+        "n_tokens": [len(t) for t in token_ids], "text": ["x"] * len(ids),
+    })
+    rows = [(d, p, t) for d, toks in zip(ids, token_ids, strict=True) for p, t in enumerate(toks)]
+    write(work / "tokens" / "part-0.parquet", "tokens", {
+        "doc_id": [r[0] for r in rows], "pos": [r[1] for r in rows], "token_id": [r[2] for r in rows],
+    })
+    if sae:
+        write(work / "events" / f"layer={LAYER}" / "part-0.parquet", "events", {
+            "doc_id": [ids[e[0]] for e in events], "pos": [e[1] for e in events], "feature": [e[2] for e in events],
+            "act": [e[3] for e in events], "dataset": ["flores"] * len(events),
+        })
+        counts = []
+        for feat in sorted({e[2] for e in events}):
+            acts = [e[3] for e in events if e[2] == feat]
+            docs = {e[0] for e in events if e[2] == feat}
+            counts.append((LAYER, feat, len(acts), len(docs), sum(acts), max(acts), min(acts)))
+        cols = ["layer", "feature", "tok_count", "doc_count", "act_sum", "act_max", "act_min"]
+        write(work / "feature_counts" / "part-0.parquet", "feature_counts",
+              {c: [r[i] for r in counts] for i, c in enumerate(cols)})
+    else:  # a neuron-only run where unit 5 of LAYER fires on every token
+        n = sum(len(t) for t in token_ids)
+        write(work / "neuron_counts" / "part-0.parquet", "neuron_counts", {
+            "layer": [LAYER], "neuron": [FEAT], "tok_count": [n], "doc_count": [len(ids)], "act_sum": [n * 0.5],
+            "act_max": [0.5], "act_min": [0.5],
+        })
+    n_tokens = sum(len(t) for t in token_ids)
+    return runs.commit_run(layout, manifest, n_docs=len(ids), n_tokens=n_tokens)
+
+
+@pytest.fixture
+def store(tmp_path, toy_model_dir) -> dict:
+    from transformers import AutoTokenizer
+
+    layout = ensure_store(tmp_path / "store")
+    tok = AutoTokenizer.from_pretrained(toy_model_dir)
+    en_ids = [tok("Hello world, this is a test.")["input_ids"], tok("Another sentence here.")["input_ids"]]
+    en = add_run(layout, "en", str(toy_model_dir), en_ids,
+                 [(0, 1, FEAT, 2.0), (1, 2, FEAT, 3.5), (1, 2, 6, 9.0), (0, 0, 6, 1.0)])
+    th_ids = [[1, 10, 11, 12, 13, 14], [1, 20, 21], [1, 30]]
+    th = add_run(layout, "th", "unloadable-model", th_ids, [(0, 3, FEAT, 1.0), (2, 1, 6, 0.5)])
+    de = add_run(layout, "de", "unloadable-model", [[1, 40, 41, 42]], [(0, 2, 6, 0.25)])
+    neuron = add_run(layout, "fr", "unloadable-model", [[1, 50, 51]], [], sae=False)
+    paper.write_feature_set(layout, "s1", pl.DataFrame({
+        "algorithm": "sae-lape", "kind": "sae", "lang": ["en", "en", "th", "th", "th"],
+        "layer": [1, 2, 1, 0, 1], "feature": [5, 7, 5, 3, 9], "entropy": [0.5, 0.7, 0.2, 0.4, 0.9],
+        "prob": [0.1, 0.2, 0.3, 0.4, 0.5], "rank": [1, 2, 1, 2, 3],
+    }), {"algorithm": "sae-lape", "langs": ["en", "de", "th"], "created_at": "2025-01-02T03:04:05+00:00",
+         "top_rate": 0.01})
+    return {"root": layout.root, "en": en, "th": th, "de": de, "fr": neuron, "tok": tok, "en_ids": en_ids,
+            "th_ids": th_ids}
+
+
+def test_sets_report(store):
+    df = reports.sets_report(store["root"])
+    assert df.row(0, named=True) == {
+        "name": "s1", "algorithm": "sae-lape", "kind": "sae", "features": 4, "memberships": 5, "languages": 2,
+        "layers": "0-2", "created": "2025-01-02 03:04", "params": "langs=[3] top_rate=0.01",
+    }
+    assert df.height == 1
+
+
+def test_features_report(store):
+    df = reports.features_report(store["root"], "s1")
+    assert df.columns == ["lang", "lang_name", "n", "L0", "L1", "L2", "entropy_min", "entropy_median", "entropy_max"]
+    assert df.select("lang", "lang_name", "n", "L0", "L1", "L2").rows() == [
+        ("en", "English", 2, 0, 1, 1), ("de", "German", 0, 0, 0, 0), ("th", "Thai", 3, 1, 2, 0),
+        ("all", "all", 5, 1, 3, 1),
+    ]
+    assert df["entropy_min"].to_list() == pytest.approx([0.5, None, 0.2, 0.2])
+    assert df["entropy_median"].to_list() == pytest.approx([0.6, None, 0.4, 0.5])
+    assert df["entropy_max"].to_list() == pytest.approx([0.7, None, 0.9, 0.9])
+    with pytest.raises(UsageError, match="no feature set named 'zz'"):
+        reports.features_report(store["root"], "zz")
+
+
+def test_languages_report(store):
+    df = reports.languages_report(store["root"])
+    en_tokens = sum(len(t) for t in store["en_ids"])
+    assert df.select("lang", "run_id", "units", "docs", "tokens").rows() == [
+        ("en", store["en"]["run_id"], "toy-sae", 2, en_tokens),
+        ("fr", store["fr"]["run_id"], "neurons", 1, 3),
+        ("de", store["de"]["run_id"], "toy-sae", 1, 4),
+        ("th", store["th"]["run_id"], "toy-sae", 3, 11),
+    ]
+    assert df["tokens_per_doc"].to_list() == [round(en_tokens / 2, 1), 3.0, 4.0, round(11 / 3, 1)]
+    totals = reports.language_totals_report(df)
+    assert totals.select("lang", "runs", "docs", "tokens").rows() == [
+        ("en", 1, 2, en_tokens), ("fr", 1, 1, 3), ("de", 1, 1, 4), ("th", 1, 3, 11)]
+
+
+def test_feature_report_numbers(store):
+    rep = reports.feature_report(store["root"], f"{LAYER}:{FEAT}", top=3, window=1)
+    en_tokens = sum(len(t) for t in store["en_ids"])
+    assert rep.langs.select("lang", "runs", "docs", "tokens", "tok_count", "doc_count").rows() == [
+        ("en", 1, 2, en_tokens, 2, 2), ("de", 1, 1, 4, 0, 0), ("th", 1, 3, 11, 1, 1),
+    ]  # the neuron-only fr run does not count for an SAE feature
+    p = [2 / en_tokens, 0.0, 1 / 11]
+    assert rep.langs["p"].to_list() == pytest.approx(p)
+    assert rep.langs["coverage"].to_list() == pytest.approx([1.0, 0.0, 1 / 3])
+    q = [x / sum(p) for x in p]
+    assert rep.langs["q"].to_list() == pytest.approx(q)
+    assert rep.entropy == pytest.approx(-sum(x * math.log(x) for x in q if x > 0))
+    assert rep.langs["act_mean"].to_list()[0] == pytest.approx(2.75)
+    assert rep.langs["act_max"].to_list() == [3.5, None, 1.0]
+    assert rep.sets.select("name", "lang", "rank", "entropy").rows() == [("s1", "en", 1, 0.5), ("s1", "th", 1, 0.2)]
+    # top contexts: by act, window of 1 token; en decoded with its run's tokenizer, th as token ids
+    ctx = rep.contexts
+    assert ctx.select("lang", "pos", "act").rows() == [("en", 2, 3.5), ("en", 1, 2.0), ("th", 3, 1.0)]
+    tok, ids = store["tok"], store["en_ids"]
+    assert ctx.row(0, named=True)["left"] == tok.decode(ids[1][1:2])
+    assert ctx.row(0, named=True)["token"] == tok.decode(ids[1][2:3])
+    assert ctx.row(0, named=True)["right"] == tok.decode(ids[1][3:4])
+    assert ctx.row(1, named=True)["left"] == tok.decode(ids[0][0:1])
+    assert ctx.select("left", "token", "right").row(2) == ("[11]", "[12]", "[13]")
+    assert rep.decoded is False  # one run had no loadable tokenizer
+
+
+def test_feature_report_filters_and_neurons(store):
+    rep = reports.feature_report(store["root"], (LAYER, FEAT), run=[store["th"]["run_id"][:6]], window=0)
+    assert rep.langs["lang"].to_list() == ["th"] and rep.entropy == 0.0
+    assert rep.contexts.select("left", "token", "right").rows() == [("", "[12]", "")]
+    rep = reports.feature_report(store["root"], "1:5", model=str(Path(store["root"]).parent / "nope"))
+    assert rep.langs.height == 0 and rep.entropy is None
+    rep = reports.feature_report(store["root"], "1:5", kind="neuron")
+    assert rep.langs.select("lang", "tok_count", "p", "coverage").rows() == [("fr", 3, 1.0, 1.0)]
+    assert rep.contexts.height == 0
+    with pytest.raises(UsageError, match="LAYER:FEATURE"):
+        reports.feature_report(store["root"], "1-5")
+
+
+def test_cli_reports(store):
+    runner = CliRunner()
+    root = str(store["root"])
+    res = runner.invoke(app, ["sets", "--store", root, "--format", "csv"])
+    assert res.exit_code == 0, res.output
+    assert res.stdout.splitlines()[1].startswith("s1,sae-lape,sae,4,5,2,0-2,")
+    res = runner.invoke(app, ["report", "features", "s1", "--store", root])
+    assert res.exit_code == 0, res.output
+    assert "Thai" in res.stdout and "all" in res.stdout
+    res = runner.invoke(app, ["report", "features", "s1", "--store", root, "--format", "json"])
+    assert res.exit_code == 0 and '"lang":"all"' in res.stdout
+    res = runner.invoke(app, ["report", "languages", "--store", root])
+    assert res.exit_code == 0 and "totals per language" in res.stdout
+    res = runner.invoke(app, ["report", "feature", "1:5", "--store", root, "--top", "2"])
+    assert res.exit_code == 0, res.output
+    assert "sae 1:5" in res.stdout and "top activations" in res.stdout and "s1" in res.stdout
+    res = runner.invoke(app, ["report", "feature", "1:5", "--store", root, "--format", "csv"])
+    assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("lang,lang_name,runs,docs,tokens")
+    res = runner.invoke(app, ["report", "feature", "x", "--store", root])
+    assert res.exit_code == 2 and "LAYER:FEATURE" in res.output
