@@ -311,10 +311,14 @@ def _open_sources(config: IngestConfig) -> list[datamod.TextSource]:
     ]
 
 
-def ingest(config: IngestConfig, model=None, tokenizer=None, progress: bool = True) -> list[dict[str, Any]]:
+def ingest(
+    config: IngestConfig, model=None, tokenizer=None, progress: bool = True, saes: Mapping[int | str, Any] | None = None
+) -> list[dict[str, Any]]:
     """Ingest every language of ``config``; return one manifest per language (skipped runs: ``skipped=True``).
 
-    Everything is validated (data, columns, layers, SAEs, widths) before the first run is created.
+    ``saes`` (layer number or hookpoint -> sparsify SAE) passes SAEs already in memory; ``config.sae_model`` then
+    names them in the manifest. Everything is validated (data, columns, layers, SAEs, widths) before the first
+    run is created.
     """
     from langfeat.models import load_model, model_id
 
@@ -322,8 +326,11 @@ def ingest(config: IngestConfig, model=None, tokenizer=None, progress: bool = Tr
     sources = _open_sources(config)
     if model is None or tokenizer is None:
         model, tokenizer = load_model(config.model, config.gguf_file, config.dtype, config.device)
+    if saes is not None and not config.sae_model:
+        raise UsageError("SAEs passed in memory need a name: set IngestConfig.sae_model")
     plan = build_plan(
-        model, tokenizer, config.layers, config.sae_model, config.local_sae_dir, config.neurons, config.max_length
+        model, tokenizer, config.layers, config.sae_model if saes is None else None,
+        config.local_sae_dir if saes is None else None, config.neurons, config.max_length, saes=saes,
     )
     return _run_sources(sources, config, plan, model_id(config.model, config.gguf_file), progress)
 
