@@ -1,0 +1,145 @@
+"""`langfeat check`: fired features and tokens against a hand forward hook + SparseCoder.encode; explanations."""
+
+from __future__ import annotations
+
+import json
+
+import polars as pl
+import pyarrow.parquet as pq
+import pytest
+import torch
+from conftest import TOY_LAYERS, flores_lines
+from typer.testing import CliRunner
+
+from langfeat.check import CheckOptions, check, check_texts, import_explanations, read_explanations, token_pieces
+from langfeat.classify import select_units
+from langfeat.cli import app
+from langfeat.errors import UsageError
+from langfeat.models import load_model, load_sae
+from langfeat.results import to_arrow
+from langfeat.store import ensure_store
+
+TEXTS = [flores_lines("eng_Latn", 1)[0], flores_lines("tha_Thai", 1)[0], "ok"]
+
+
+@pytest.fixture(scope="module")
+def toy(toy_model_dir, toy_sae_dir):
+    model, tokenizer = load_model(str(toy_model_dir), device="cpu")
+    saes = {layer: load_sae(f"layers.{layer}.mlp", local_sae_dir=toy_sae_dir) for layer in TOY_LAYERS}
+    return model, tokenizer, saes
+
+
+def hand_events(model, tokenizer, saes, texts):
+    """{doc: {(layer, feature): [positions]}} and token ids, one text at a time (fp16 activation > 0)."""
+    out, ids_all = [], []
+    outs: dict[int, torch.Tensor] = {}
+    for text in texts:
+        ids = tokenizer(text, return_tensors="pt")["input_ids"]
+        ids_all.append(ids[0].tolist())
+        hooks = [model.model.layers[layer].mlp.register_forward_hook(
+            lambda m, a, o, layer=layer: outs.__setitem__(layer, o[0])) for layer in saes]
+        with torch.no_grad():
+            model(ids)
+        for h in hooks:
+            h.remove()
+        fired: dict[tuple[int, int], list[int]] = {}
+        for layer, sae in saes.items():
+            enc = sae.encode(outs[layer])
+            acts = enc.top_acts.to(torch.float16)
+            for pos in range(acts.shape[0]):
+                for a, f in zip(acts[pos].tolist(), enc.top_indices[pos].tolist(), strict=True):
+                    if a > 0:
+                        fired.setdefault((layer, f), []).append(pos)
+        out.append({k: sorted(v) for k, v in fired.items()})
+    return out, ids_all
+
+
+@pytest.fixture(scope="module")
+def case(toy):
+    hand, ids = hand_events(*toy, TEXTS)
+    en = sorted(hand[0], key=lambda k: (-len(hand[0][k]), k))[:2]
+    th = [k for k in sorted(hand[1], key=lambda k: (-len(hand[1][k]), k)) if k not in en][:2]
+    silent = next((layer, f) for layer in TOY_LAYERS for f in range(128)
+                  if all((layer, f) not in h for h in hand))
+    rows = [("en", *k) for k in en] + [("th", *k) for k in th] + [("ja", *silent)]
+    features = pl.DataFrame(rows, orient="row", schema=["lang", "layer", "feature"]).with_columns(
+        algorithm=pl.lit("imported"), kind=pl.lit("sae"))
+    return {"hand": hand, "ids": ids, "features": features, "rows": rows, "silent": silent}
+
+
+def test_fired_features_and_tokens_equal_hand_hooks(toy, case):
+    model, tokenizer, saes = toy
+    result = check_texts(TEXTS, model, tokenizer, select_units(case["features"], "sae"), saes, batch=2)
+    for doc, fired in enumerate(case["hand"]):
+        pieces, _ = token_pieces(tokenizer, case["ids"][doc])
+        want = {}
+        for lang, layer, feature in case["rows"]:
+            if (layer, feature) in fired:
+                want[(lang, layer, feature)] = fired[(layer, feature)]
+        got = result.fired.filter(pl.col("doc") == doc)
+        assert {(r["lang"], r["layer"], r["feature"]): r["positions"] for r in got.iter_rows(named=True)} == want
+        for r in got.iter_rows(named=True):
+            assert r["tokens"] == [pieces[p] for p in r["positions"]] and r["n_fired"] == len(r["positions"])
+        votes = {lang: sum(len(p) for (lg, _, _), p in want.items() if lg == lang) for lang in ("en", "th", "ja")}
+        scores = dict(result.scores.filter(pl.col("doc") == doc).select("lang", "score").iter_rows())
+        assert scores == votes
+        best = max(votes.values())
+        winners = [lang for lang, v in votes.items() if v == best]
+        pred = winners[0] if len(winners) == 1 and best > 0 else "unknown"
+        assert result.predictions.filter(pl.col("doc") == doc)["pred"][0] == pred
+    assert case["silent"] not in set(result.fired.select("layer", "feature").iter_rows())
+
+
+def test_token_pieces_rebuild_the_text(toy):
+    _, tokenizer, _ = toy
+    for text in [*TEXTS, flores_lines("jpn_Jpan", 1)[0], "emoji 🙂 ok"]:
+        ids = tokenizer(text)["input_ids"]
+        pieces, groups = token_pieces(tokenizer, ids)
+        assert len(pieces) == len(groups) == len(ids)
+        joined = "".join(p for i, p in enumerate(pieces) if i + 1 == len(groups) or groups[i + 1] != groups[i])
+        assert joined == tokenizer.decode(ids)
+        assert groups == sorted(groups)
+
+
+def test_check_with_store_set_and_explanations(toy, case, toy_model_dir, toy_sae_dir, tmp_path):
+    store = tmp_path / "store"
+    layout = ensure_store(store)
+    folder = layout.set_dir("S")
+    folder.mkdir(parents=True)
+    pq.write_table(to_arrow(case["features"], "feature_sets"), folder / "features.parquet")
+    expl = tmp_path / "explanations"
+    expl.mkdir()
+    (_, l0, f0), (_, l1, f1) = case["rows"][0], case["rows"][2]
+    (expl / f"layers.{l0}.mlp_latent{f0}.txt").write_text(json.dumps("English function words"), encoding="utf-8")
+    (expl / f"layers.{l1}.mlp_latent{f1}.txt").write_text("Thai vowel marks\n", encoding="utf-8")
+    (expl / "notes.txt").write_text("ignored", encoding="utf-8")
+    assert import_explanations(str(store), expl, "delphi") == 2
+    result = check(CheckOptions(texts=TEXTS[:2], model=str(toy_model_dir), feature_set="S",
+                                local_sae_dir=str(toy_sae_dir), store=str(store), device="cpu"))
+    expl_by_key = {(r["layer"], r["feature"]): r["explanation"] for r in result.fired.iter_rows(named=True)}
+    want = {(l0, f0): "English function words", (l1, f1): "Thai vowel marks"}
+    for key, text in expl_by_key.items():
+        assert text == want.get(key)
+    runner = CliRunner()
+    res = runner.invoke(app, ["check", "--text", TEXTS[0], "--text", TEXTS[1], "--model", str(toy_model_dir),
+                              "--feature-set", "S", "--local-sae-dir", str(toy_sae_dir), "--store", str(store),
+                              "--device", "cpu", "--format", "json"])
+    assert res.exit_code == 0, res.output
+    payload = json.loads(res.stdout)
+    assert [p["text"] for p in payload] == TEXTS[:2]
+    for doc, item in enumerate(payload):
+        assert item["prediction"] == result.predictions["pred"][doc]
+        got = {(f["lang"], f["layer"], f["feature"]): f["positions"] for f in item["features"]}
+        want_doc = {(r["lang"], r["layer"], r["feature"]): r["positions"]
+                    for r in result.fired.filter(pl.col("doc") == doc).iter_rows(named=True)}
+        assert got == want_doc
+    res = runner.invoke(app, ["check", "--text", "x", "--model", str(toy_model_dir), "--feature-set", "S",
+                              "--store", str(store)])
+    assert res.exit_code == 2 and "--sae-model" in res.output
+
+
+def test_explanation_folder_errors(tmp_path):
+    with pytest.raises(UsageError, match="is not a folder"):
+        read_explanations(tmp_path / "missing")
+    with pytest.raises(UsageError, match=r"no layers\.N\.mlp_latent"):
+        read_explanations(tmp_path)
