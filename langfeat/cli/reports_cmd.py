@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import polars as pl
@@ -143,5 +142,3 @@ def report_feature(
         parts.append(Text("no events stored for it in these runs (imported runs have counts only)", style="dim"))
     out_console.print(Panel(Group(*parts), title=head, title_align="left"))
 
-
-__all__ = ["Path", "report_feature", "report_features", "report_languages", "sets_cmd"]
