@@ -328,8 +328,8 @@ def scores_frame(matrix: np.ndarray, lang_order: Sequence[str]) -> pl.DataFrame:
 
 def default_name(opts: ClassifyOptions) -> str:
     """A readable result name when --name is not given."""
-    data = Path(opts.dataset.replace("{lang}", "")).name or opts.dataset
-    data = data.split(".")[0].strip("_-") or "data"
+    path = Path(opts.dataset.replace("{lang}", ""))
+    data = path.name.split(".")[0].strip("_-") or path.parent.name or "data"
     used = "lid176" if opts.classifier == "fasttext" else (opts.feature_set or Path(opts.lape_result_path or "").stem)
     out = f"{opts.classifier}-{used}-{data}"
     return "".join(ch if ch.isalnum() or ch in "._+-" else "_" for ch in out)
