@@ -1,0 +1,272 @@
+"""Identify language-specific units (SAE-LAPE for SAE features, LAPE for neurons) and store them as named sets.
+
+The statistics and the selection are the SQL table macro ``identify_units`` (``queries/40_identify_units.sql``,
+built on ``30_sae_lape_candidates.sql``, ``31_sae_lape.sql``, ``32_lape_bars.sql``, ``33_lape.sql``); this module
+selects the runs, validates parameters, writes ``sets/name=<NAME>/{features.parquet, params.json}`` and summarises.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import polars as pl
+
+from langfeat import stats
+from langfeat.errors import UsageError
+
+__all__ = ["ALGORITHMS", "Params", "compute", "default_name", "identify", "resolve_layers", "summary"]
+
+ALGORITHMS = ("sae-lape", "lape")
+
+
+@dataclass
+class Params:
+    """Every identification parameter (the paper's flag names; defaults as in its identify.py)."""
+
+    algorithm: str = "sae-lape"
+    kind: str = "sae"
+    topk_threshold_ratio: float = 0.8
+    example_rate: float = 0.98
+    hfl_rate: float = 0.1
+    filter_rate: float = 0.95
+    top_rate: float = 0.01
+    activation_bar_ratio: float = 0.95
+    units_per_layer: int | None = None
+    lang_specific: bool = False
+    lang_shared: bool = False
+    shared_count: int = 2
+    top: int | None = None
+    top_per_layer: bool = False
+    top_by_frequency: bool = False
+    entropy_threshold: float | None = None
+    layers: list[int] = field(default_factory=list)
+
+    def check(self) -> Params:
+        """Normalise the algorithm name and raise UsageError on out-of-range values."""
+        self.algorithm = normalise_algorithm(self.algorithm)
+        stats._check_kind(self.kind)
+        rates = {"--topk-threshold-ratio": self.topk_threshold_ratio, "--example-rate": self.example_rate,
+                 "--hfl-rate": self.hfl_rate, "--filter-rate": self.filter_rate, "--top-rate": self.top_rate,
+                 "--activation-bar-ratio": self.activation_bar_ratio}
+        for flag, value in rates.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and 0 <= value <= 1):
+                raise UsageError(f"{flag} must be between 0 and 1, got {value}")
+        if self.topk_threshold_ratio <= 0:
+            raise UsageError("--topk-threshold-ratio must be > 0 (0 would assign every unit to every language)")
+        if self.top is not None and self.top < 0:
+            raise UsageError(f"--top must be ≥ 0 (0 = all), got {self.top}")
+        if self.lang_shared and self.shared_count < 1:
+            raise UsageError(f"--shared-count must be ≥ 1, got {self.shared_count}")
+        if self.lang_specific and self.lang_shared:
+            raise UsageError("--lang-specific and --lang-shared exclude each other: pass one")
+        if self.units_per_layer is not None and self.units_per_layer < 1:
+            raise UsageError(f"--units-per-layer must be ≥ 1, got {self.units_per_layer}")
+        if self.entropy_threshold is not None and not math.isfinite(self.entropy_threshold):
+            raise UsageError("--entropy-threshold must be a finite number")
+        return self
+
+
+def normalise_algorithm(name: str) -> str:
+    """``sae_lape`` / ``SAE-LAPE`` → ``sae-lape``; ``lape`` stays."""
+    value = str(name).strip().lower().replace("_", "-")
+    if value not in ALGORITHMS:
+        raise UsageError(f"unknown --algorithm {name!r}: use sae-lape (or sae_lape) or lape")
+    return value
+
+
+def resolve_layers(patterns: Sequence[str | int] | str | None, algorithm: str) -> tuple[list[int] | None, str]:
+    """``--layer`` patterns → (layer numbers or None for all, unit kind).
+
+    ``...mlp.act_fn`` paths select neuron counts; so does ``...mlp`` with ``--algorithm lape`` (the paper's neuron
+    LAPE); otherwise SAE feature counts. Plain integers are layer numbers.
+    """
+    from langfeat.layers import LayerPatternError, parse
+
+    algorithm = normalise_algorithm(algorithm)
+    neuron_default = algorithm == "lape"
+    if patterns is None or (not isinstance(patterns, str) and len(patterns) == 0):
+        return None, "neuron" if neuron_default else "sae"
+    if isinstance(patterns, (str, int)):
+        patterns = [patterns]
+    if all(isinstance(p, int) or str(p).isdigit() for p in patterns):
+        return sorted({int(p) for p in patterns}), "neuron" if neuron_default else "sae"
+    try:
+        specs = parse([str(p) for p in patterns])
+    except LayerPatternError as exc:
+        raise UsageError(f"{exc}: fix --layer") from None
+    kinds = {s.neurons for s in specs}
+    if len(kinds) > 1:
+        raise UsageError("--layer mixes .mlp and .mlp.act_fn paths: identify SAE features or neurons, not both")
+    neurons = kinds.pop() or neuron_default
+    return [s.layer for s in specs], "neuron" if neurons else "sae"
+
+
+def _fmt(value: float) -> str:
+    return f"{value:g}"
+
+
+def default_name(p: Params) -> str:
+    """A set name from the parameters, e.g. ``sae-lape-r0.8-specific`` or ``lape-neuron``."""
+    parts = [p.algorithm]
+    if (p.kind == "sae") != (p.algorithm == "sae-lape"):
+        parts.append(p.kind)
+    if p.algorithm == "sae-lape":
+        parts.append(f"r{_fmt(p.topk_threshold_ratio)}")
+        if p.example_rate != 0.98:
+            parts.append(f"x{_fmt(p.example_rate)}")
+        if p.hfl_rate != 0.1:
+            parts.append(f"hfl{_fmt(p.hfl_rate)}")
+    else:
+        if p.filter_rate != 0.95:
+            parts.append(f"f{_fmt(p.filter_rate)}")
+        if p.top_rate != 0.01:
+            parts.append(f"t{_fmt(p.top_rate)}")
+        if p.activation_bar_ratio != 0.95:
+            parts.append(f"b{_fmt(p.activation_bar_ratio)}")
+    if p.lang_specific:
+        parts.append("specific")
+    elif p.lang_shared:
+        parts.append(f"shared{p.shared_count}")
+    if p.top:
+        parts.append(f"top{p.top}" + ("-per-layer" if p.top_per_layer else ""))
+        if p.top_by_frequency:
+            parts.append("freq")
+    if p.entropy_threshold is not None:
+        parts.append(f"h{_fmt(p.entropy_threshold)}")
+    return "-".join(parts)
+
+
+def _n_units(st: Any, p: Params, ids: list[str]) -> int:
+    """Units per layer for LAPE's percentile: given, else the largest unit index seen + 1."""
+    if p.units_per_layer is not None:
+        return int(p.units_per_layer)
+    got = st.sql("SELECT max(unit) AS m FROM stat_units(?, ?, layers := ?)", [p.kind, ids, p.layers])["m"][0]
+    return 0 if got is None else int(got) + 1
+
+
+def compute(store: Any, runs: pl.DataFrame | Sequence[str], params: Params) -> pl.DataFrame:
+    """The identified set over ``runs`` (feature_sets columns + n_assigned), by language then rank; nothing saved.
+
+    ``params.layers`` must list the layers (LAPE's percentile counts every unit of every listed layer).
+    """
+    p = params.check()
+    ids = stats.run_ids(runs) or []
+    with stats.opened(store) as st:
+        n_units = _n_units(st, p, ids) if p.algorithm == "lape" else None
+        if p.algorithm == "lape":
+            p.units_per_layer = n_units
+        return st.sql(
+            "SELECT * FROM identify_units(?, ?, ?, layers := ?, n_units := ?, ratio := ?, example_rate := ?, "
+            "hfl_rate := ?, filter_rate := ?, top_rate := ?, activation_bar_ratio := ?, lang_specific := ?, "
+            "lang_shared := ?, shared_count := ?, top := ?, top_per_layer := ?, top_by_frequency := ?, "
+            "entropy_threshold := ?)",
+            [p.algorithm, p.kind, ids, p.layers, n_units, float(p.topk_threshold_ratio), float(p.example_rate),
+             float(p.hfl_rate), float(p.filter_rate), float(p.top_rate), float(p.activation_bar_ratio),
+             bool(p.lang_specific), bool(p.lang_shared), int(p.shared_count), p.top, bool(p.top_per_layer),
+             bool(p.top_by_frequency), None if p.entropy_threshold is None else float(p.entropy_threshold)],
+        )
+
+
+def identify(
+    store: Any = None, *, algorithm: str = "sae-lape", model: str | None = None, sae_model: str | None = None,
+    layers: Sequence[str | int] | str | None = None, dataset_configs: Sequence[str] | str | None = None,
+    top: int | None = None, top_per_layer: bool = False, topk_threshold_ratio: float = 0.8,
+    top_by_frequency: bool = False, example_rate: float = 0.98, hfl_rate: float = 0.1,
+    entropy_threshold: float | None = None, lang_specific: bool = False, lang_shared: bool = False,
+    shared_count: int = 2, filter_rate: float = 0.95, top_rate: float = 0.01, activation_bar_ratio: float = 0.95,
+    units_per_layer: int | None = None, kind: str | None = None, name: str | None = None, overwrite: bool = False,
+    save: bool = True,
+) -> pl.DataFrame:
+    """Identify language-specific units over the selected runs and store them as feature set ``name``.
+
+    ``layers``: ``--layer`` patterns (``model.layers.{0..15}.mlp``; ``.mlp.act_fn`` or ``algorithm='lape'`` select
+    neuron counts) or layer numbers; None = the layers every selected run holds. ``dataset_configs``:
+    ``DATASET:CONFIG`` bracex patterns (counts are merged per canonical language). Returns the set (feature_sets
+    columns: name, algorithm, kind, lang, layer, feature, entropy, prob, act_max, act_min, act_avg, rank), by
+    language then rank. ``save=False`` only computes it.
+    """
+    from langfeat.results import check_name
+
+    algorithm = normalise_algorithm(algorithm)
+    layer_list, inferred = resolve_layers(layers, algorithm)
+    p = Params(
+        algorithm=algorithm, kind=kind or inferred, topk_threshold_ratio=topk_threshold_ratio,
+        example_rate=example_rate, hfl_rate=hfl_rate, filter_rate=filter_rate, top_rate=top_rate,
+        activation_bar_ratio=activation_bar_ratio, units_per_layer=units_per_layer, lang_specific=lang_specific,
+        lang_shared=lang_shared, shared_count=shared_count, top=top or None, top_per_layer=top_per_layer,
+        top_by_frequency=top_by_frequency, entropy_threshold=entropy_threshold,
+    ).check()
+    name = check_name(name or default_name(p))
+    with stats.opened(store) as st:
+        if save and st.layout.set_dir(name).exists() and not overwrite:
+            raise UsageError(f"feature set {name!r} already exists: pick another --name or pass --overwrite")
+        runs = stats.select_runs(st, model=model, sae_model=sae_model, dataset_configs=dataset_configs,
+                                 layers=layer_list, kind=p.kind)
+        p.layers = layer_list if layer_list is not None else stats.common_layers(runs, p.kind)
+        if not p.layers:
+            raise UsageError("the selected runs share no layer: pass --layer")
+        totals = stats.language_totals(st, runs)
+        df = compute(st, runs, p)
+        out = df.select(pl.lit(name).alias("name"), *[c for c in df.columns if c != "n_assigned"])
+        if save:
+            from langfeat.paper import write_feature_set
+            from langfeat.runs import now
+
+            record = {
+                **asdict(p), "name": name, "model": runs["model"][0], "sae_model": runs["sae_model"][0],
+                "dataset_configs": [f"{d}:{c}" for d, c in zip(runs["dataset"], runs["config"], strict=True)],
+                "runs": runs["run_id"].to_list(), "langs": totals["lang"].to_list(),
+                "num_examples": dict(zip(totals["lang"], totals["n_docs"], strict=True)),
+                "num_tokens": dict(zip(totals["lang"], totals["n_tokens"], strict=True)),
+                "counts": {
+                    "memberships": df.height, "units": df.select("layer", "feature").unique().height,
+                    "per_lang": {t: int((df["lang"] == t).sum()) for t in totals["lang"]},
+                },
+                "created_at": now(),
+            }
+            write_feature_set(st.layout, name, df.drop("n_assigned"), _jsonable(record), overwrite=overwrite)
+    return out
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    if hasattr(value, "item"):
+        return value.item()
+    return value
+
+
+def summary(store: Any, name: str) -> tuple[pl.DataFrame, dict[str, Any]]:
+    """Per language of set ``name`` (all languages of its runs, by English name): lang, lang_name, docs, tokens,
+    n (units), entropy_min / median / max; and the set's params (with its candidate count where it applies)."""
+    import json
+
+    with stats.opened(store) as st:
+        rows = st.sql("SELECT params FROM feature_set_params WHERE name = ?", [name])
+        params = json.loads(rows["params"][0]) if rows.height and rows["params"][0] else {}
+        df = stats.feature_set(st, name)
+        ids = params.get("runs") or []
+        totals = stats.language_totals(st, ids) if ids else pl.DataFrame(
+            schema={"lang": pl.String, "lang_name": pl.String, "n_docs": pl.Int64, "n_tokens": pl.Int64})
+        if params.get("algorithm") == "sae-lape" and ids:
+            cand = st.sql(
+                "SELECT count(DISTINCT (layer, unit)) AS n FROM sae_lape_candidates(?, ?, layers := ?, "
+                "example_rate := ?, hfl_rate := ?)",
+                [params["kind"], ids, params.get("layers"), float(params["example_rate"]), float(params["hfl_rate"])],
+            )["n"][0]
+            params["candidates"] = int(cand)
+    per = df.group_by("lang").agg(
+        pl.len().alias("n"), pl.col("entropy").min().alias("entropy_min"),
+        pl.col("entropy").median().alias("entropy_median"), pl.col("entropy").max().alias("entropy_max"),
+    )
+    out = totals.select("lang", "lang_name", pl.col("n_docs").alias("docs"), pl.col("n_tokens").alias("tokens")) \
+        .join(per, on="lang", how="full", coalesce=True) \
+        .with_columns(pl.col("n").fill_null(0).cast(pl.Int64))
+    out = out.with_columns(pl.col("lang_name").fill_null(pl.col("lang").map_elements(
+        stats._name_or_tag, return_dtype=pl.String)))
+    return out.sort("lang_name", "lang"), params
