@@ -17,7 +17,7 @@ import polars as pl
 from langfeat import stats
 from langfeat.errors import UsageError
 
-__all__ = ["ALGORITHMS", "Params", "compute", "default_name", "identify", "resolve_layers", "summary"]
+__all__ = ["ALGORITHMS", "Params", "compute", "default_name", "identify", "identify_named", "resolve_layers", "summary"]
 
 ALGORITHMS = ("sae-lape", "lape")
 
@@ -170,7 +170,16 @@ def compute(store: Any, runs: pl.DataFrame | Sequence[str], params: Params) -> p
         )
 
 
-def identify(
+def identify(store: Any = None, **kw: Any) -> pl.DataFrame:
+    """Identify language-specific units over the selected runs and store them as a named feature set.
+
+    Keyword arguments as :func:`identify_named`; returns the set (feature_sets columns: name, algorithm, kind,
+    lang, layer, feature, entropy, prob, act_max, act_min, act_avg, rank), by language then rank.
+    """
+    return identify_named(store, **kw)[1]
+
+
+def identify_named(
     store: Any = None, *, algorithm: str = "sae-lape", model: str | None = None, sae_model: str | None = None,
     layers: Sequence[str | int] | str | None = None, dataset_configs: Sequence[str] | str | None = None,
     top: int | None = None, top_per_layer: bool = False, topk_threshold_ratio: float = 0.8,
@@ -179,14 +188,14 @@ def identify(
     shared_count: int = 2, filter_rate: float = 0.95, top_rate: float = 0.01, activation_bar_ratio: float = 0.95,
     units_per_layer: int | None = None, kind: str | None = None, name: str | None = None, overwrite: bool = False,
     save: bool = True,
-) -> pl.DataFrame:
+) -> tuple[str, pl.DataFrame]:
     """Identify language-specific units over the selected runs and store them as feature set ``name``.
 
     ``layers``: ``--layer`` patterns (``model.layers.{0..15}.mlp``; ``.mlp.act_fn`` or ``algorithm='lape'`` select
     neuron counts) or layer numbers; None = the layers every selected run holds. ``dataset_configs``:
     ``DATASET:CONFIG`` bracex patterns (counts are merged per canonical language). Returns the set (feature_sets
     columns: name, algorithm, kind, lang, layer, feature, entropy, prob, act_max, act_min, act_avg, rank), by
-    language then rank. ``save=False`` only computes it.
+    language then rank, with its name. ``save=False`` only computes it.
     """
     from langfeat.results import check_name
 
@@ -228,7 +237,7 @@ def identify(
                 "created_at": now(),
             }
             write_feature_set(st.layout, name, df.drop("n_assigned"), _jsonable(record), overwrite=overwrite)
-    return out
+    return name, out
 
 
 def _jsonable(value: Any) -> Any:
