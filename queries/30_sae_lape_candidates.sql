@@ -14,20 +14,39 @@ lt AS (
 -- A language whose document threshold is 0 satisfies the coverage condition for every unit.
 trivial AS (SELECT coalesce(bool_or(doc_min <= 0), false) AS doc_any FROM lt),
 rt AS (SELECT run_id, n_docs, n_tokens FROM stat_run_totals(run_ids)),
--- Pre-filter on single runs (one scan, no aggregation over all units). Summed counts can pass a threshold only if
--- some run's counts do: Σd ≥ ⌊e·ΣD⌋ > e·ΣD − 1 needs d > e·D − 1 in some run, Σc > ⌊h·ΣN⌋ needs c > h·N.
--- The exact test on the merged counts follows; the margins only widen the superset.
-hot AS (
-    SELECT u.layer, u.unit
-    FROM stat_units(kind, run_ids, layers := layers) u JOIN rt USING (run_id) CROSS JOIN trivial
-    GROUP BY u.layer, u.unit
-    HAVING (bool_or(u.doc_count > example_rate::DOUBLE * rt.n_docs - 1.000001) OR any_value(trivial.doc_any))
-       AND bool_or(u.tok_count > hfl_rate::DOUBLE * rt.n_tokens - 0.000001)
+-- Pre-filter on single runs: row filters only, no aggregation over all units (the expensive part at scale).
+-- Summed counts can pass a threshold only if some run's counts do: Σd ≥ ⌊e·ΣD⌋ > e·ΣD − 1 needs d > e·D − 1 in
+-- some run, and Σc > ⌊h·ΣN⌋ needs c > h·N in some run. The margins only widen this superset; the exact test on
+-- the merged counts follows.
+run_rows AS NOT MATERIALIZED (
+    SELECT u.*, rt.n_docs AS run_docs, rt.n_tokens AS run_tokens
+    FROM stat_units(kind, run_ids, layers := layers) u JOIN rt USING (run_id)
 ),
+hot_tok AS (
+    SELECT DISTINCT layer, unit FROM run_rows WHERE tok_count > hfl_rate::DOUBLE * run_tokens - 0.000001
+),
+hot_doc AS (
+    SELECT DISTINCT layer, unit FROM run_rows WHERE doc_count > example_rate::DOUBLE * run_docs - 1.000001
+),
+hot AS (
+    SELECT * FROM hot_tok
+    WHERE (SELECT doc_any FROM trivial) OR (layer, unit) IN (SELECT (layer, unit) FROM hot_doc)
+),
+-- The merge of stat_lang_units (sums; max of act_max, min of act_min; p and coverage over the language totals),
+-- applied after the pre-filter so that only the surviving units are aggregated.
 rows AS (
-    SELECT l.*, lt.doc_min, lt.tok_floor
-    FROM stat_lang_units(kind, run_ids, layers := layers) l
-    SEMI JOIN hot USING (layer, unit)
+    SELECT
+        m.*, lt.n_docs, lt.n_tokens, lt.doc_min, lt.tok_floor,
+        m.doc_count / lt.n_docs     AS coverage,
+        m.tok_count / lt.n_tokens   AS p
+    FROM (
+        SELECT r.lang, r.layer, r.unit,
+               sum(r.tok_count)::BIGINT AS tok_count, sum(r.doc_count)::BIGINT AS doc_count,
+               sum(r.act_sum) AS act_sum, max(r.act_max) AS act_max, min(r.act_min) AS act_min
+        FROM run_rows r
+        WHERE (r.layer, r.unit) IN (SELECT (layer, unit) FROM hot)  -- a mark join: its hash table holds hot only
+        GROUP BY r.lang, r.layer, r.unit
+    ) m
     JOIN lt USING (lang)
 ),
 units AS (
