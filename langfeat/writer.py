@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,6 +23,7 @@ import pyarrow.parquet as pq
 from langfeat.layout import arrow_schemas
 
 EVENT_ROW_GROUP = 1 << 20
+WRITE_THREADS = int(os.environ.get("LANGFEAT_WRITE_THREADS", "8"))  # layer files written at once
 # Parquet settings of the events files (chosen by benchmarks/ingest_cpu.py; see benchmarks/RESULTS.md).
 EVENT_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -110,7 +112,7 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
     name = f"part-{data.shard:05d}.parquet"
     files: list[Path] = []
     doc_ids = data.base_doc_id + data.rows.astype(np.int64)
-    for layer, chunks in sorted(data.events.items()):
+    def write_layer(layer: int, chunks: list) -> Path:
         if chunks:
             doc = np.concatenate([c[0] for c in chunks])
             order = np.argsort(doc, kind="stable")  # batches are length-ordered; within a doc rows are sorted
@@ -124,7 +126,16 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
             act = np.zeros(0, np.float16)
         path = lang_dir / "events" / f"layer={layer}" / name
         write_events(path, events_table(doc, pos, feature, act, data.dataset))
-        files.append(path)
+        return path
+
+    # Layers are independent files: sort + encode + compress them in parallel (numpy and pyarrow release the GIL).
+    items = sorted(data.events.items())
+    workers = max(1, min(len(items), os.cpu_count() or 1, WRITE_THREADS))
+    if workers > 1:
+        with ThreadPoolExecutor(max_workers=workers) as pool:
+            files.extend(pool.map(lambda item: write_layer(*item), items))
+    else:
+        files.extend(write_layer(layer, chunks) for layer, chunks in items)
     n = len(data.rows)
     docs = pa.table(
         [
