@@ -201,7 +201,7 @@ def main() -> None:
                 t = time.perf_counter()
                 st.con.execute(f"CREATE TEMP TABLE rc AS SELECT * FROM stat_units_recount({ev_ids!r})")
                 rec = time.perf_counter() - t
-                n_rows = st.con.sql("SELECT count(*) FROM rc").fetchone()[0]
+                n_rows = st.con.sql("SELECT count(*) FROM rc").fetchall()[0][0]
             print(f"recount from raw events: {rec:.1f} s ({n / rec / 1e6:.1f} M events/s), {n_rows:,} count rows; "
                   f"ratio recount / identify-from-aggregates: {rec / best:.0f}x")
     finally:
