@@ -10,6 +10,7 @@ from langfeat.cli import (  # noqa: F401  (each module registers its commands on
     ppl_cmd,
     reports_cmd,
     store_cmd,
+    train_cmd,
 )
 from langfeat.cli.app import app
 

@@ -1,0 +1,91 @@
+"""Train sparsify TopK SAEs on a model's MLP outputs (the paper's train_sae.py, on any text source).
+
+Used when no published SAE exists for a model (e.g. the offline default SmolLM2): the result is a folder of
+``<hookpoint>/{cfg.json, sae.safetensors}`` that ``langfeat ingest --local-sae-dir`` reads.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from langfeat import layers as layer_patterns
+from langfeat.errors import UsageError
+
+
+@dataclass
+class TrainSaeConfig:
+    """What to train: SAEs at ``layers`` (module paths/patterns) of ``model`` on ``texts``."""
+
+    layers: list[str]
+    out_dir: str
+    num_latents: int = 4096
+    k: int = 32
+    lr: float = 1e-3
+    batch_size: int = 8
+    ctx_len: int = 128
+    seed: int = 0
+
+
+def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> dict[str, Path]:
+    """Train one SAE per hooked layer on the MLP outputs of ``texts``; return ``{hookpoint: folder}``.
+
+    The texts are joined and cut into ``ctx_len``-token chunks (sparsify's ``chunk_and_tokenize``); training is
+    one pass without shuffling. The saved weights are sparsify's evaluation weights.
+    """
+    from datasets import Dataset
+    from sparsify import SparseCoderConfig, TrainConfig, Trainer
+    from sparsify.data import chunk_and_tokenize
+
+    from langfeat.models import base_prefix, get_module
+
+    specs = layer_patterns.parse(config.layers, neurons=False)
+    if not specs:
+        raise UsageError("no layers to train: pass --layer 'model.layers.{0..3}.mlp'")
+    for spec in specs:
+        get_module(model, spec.mlp_path)
+    hookpoints = [spec.hookpoint(base_prefix(model)) for spec in specs]
+    texts = [t for t in texts if t.strip()]
+    if not texts:
+        raise UsageError("no training text: the dataset is empty")
+    data = chunk_and_tokenize(
+        Dataset.from_dict({"text": texts}), tokenizer, max_seq_len=config.ctx_len, return_final_batch=False,
+        load_from_cache_file=False,
+    )
+    if len(data) < config.batch_size:
+        raise UsageError(
+            f"only {len(data)} chunks of {config.ctx_len} tokens for batch size {config.batch_size}: "
+            "add text or lower --batch-size/--ctx-len"
+        )
+    out = Path(config.out_dir)
+    with tempfile.TemporaryDirectory(dir=out.parent if out.parent.exists() else None) as tmp:
+        cfg = TrainConfig(
+            SparseCoderConfig(num_latents=config.num_latents, k=config.k),
+            batch_size=config.batch_size,
+            lr=config.lr,
+            lr_warmup_steps=max(1, len(data) // config.batch_size // 10),
+            hookpoints=hookpoints,
+            init_seeds=[config.seed],
+            log_to_wandb=False,
+            save_every=10**9,
+            save_dir=tmp,
+            run_name="run",
+        )
+        with contextlib.redirect_stdout(sys.stderr):  # sparsify prints progress to stdout
+            Trainer(cfg, data, model).fit()
+        out.mkdir(parents=True, exist_ok=True)
+        paths = {}
+        for hookpoint in hookpoints:
+            src = Path(tmp) / "run" / hookpoint
+            if not (src / "cfg.json").exists():
+                raise UsageError(f"sparsify saved no SAE for {hookpoint}: check --layer")
+            dst = out / hookpoint
+            if dst.exists():
+                shutil.rmtree(dst)
+            shutil.copytree(src, dst)
+            paths[hookpoint] = dst
+    return paths
