@@ -8,9 +8,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import TOY_LAYERS, flores_lines
 from typer.testing import CliRunner
 
+from conftest import TOY_LAYERS, flores_lines
 from langfeat.check import CheckOptions, check, check_texts, import_explanations, read_explanations, token_pieces
 from langfeat.classify import select_units
 from langfeat.cli import app

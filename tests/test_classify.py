@@ -10,9 +10,9 @@ import polars as pl
 import pyarrow.parquet as pq
 import pytest
 import torch
-from conftest import flores_lines
 from typer.testing import CliRunner
 
+from conftest import flores_lines
 from langfeat import lid
 from langfeat.classify import ClassifyOptions, classify, compare, confusion, metrics
 from langfeat.cli import app

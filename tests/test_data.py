@@ -9,8 +9,8 @@ import json
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from conftest import DATA, flores_lines
 
+from conftest import DATA, flores_lines
 from langfeat import data
 from langfeat.errors import UsageError
 

@@ -13,9 +13,9 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import TOY_LAYERS, flores_lines
 from typer.testing import CliRunner
 
+from conftest import TOY_LAYERS, flores_lines
 from langfeat import writer
 from langfeat.cli import app
 from langfeat.ingest import IngestConfig, encode_texts, ingest, ingest_texts

@@ -5,8 +5,8 @@ from __future__ import annotations
 import fasttext
 import numpy as np
 import pytest
-from conftest import DATA, flores_lines
 
+from conftest import DATA, flores_lines
 from langfeat import lid
 from langfeat.errors import UsageError
 

@@ -10,8 +10,8 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from conftest import DATA, flores_lines
 
+from conftest import DATA, flores_lines
 from langfeat import interventions as iv
 from langfeat import ppl
 from langfeat.errors import UsageError
