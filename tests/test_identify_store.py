@@ -9,9 +9,9 @@ import lape_reference as ref
 import numpy as np
 import polars as pl
 import pytest
-from conftest import flores_lines
 from typer.testing import CliRunner
 
+from conftest import flores_lines
 from langfeat import identify as ident
 from langfeat import stats
 from langfeat.cli import app
