@@ -31,6 +31,27 @@ class TrainSaeConfig:
     seed: int = 0
 
 
+@contextlib.contextmanager
+def _truncated(model, last_layer: int):
+    """Run only the decoder layers up to ``last_layer`` and skip the LM head while training (the FVU loss needs
+    neither); the model is restored afterwards."""
+    import torch
+
+    base = getattr(model, getattr(model, "base_model_prefix", "model"), None)
+    layers = getattr(base, "layers", None)
+    head = getattr(model, "lm_head", None)
+    if not isinstance(layers, torch.nn.ModuleList) or head is None:
+        yield
+        return
+    model.lm_head = torch.nn.Identity()
+    base.layers = torch.nn.ModuleList(list(layers)[: last_layer + 1])
+    try:
+        yield
+    finally:
+        base.layers = layers
+        model.lm_head = head
+
+
 def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> dict[str, Path]:
     """Train one SAE per hooked layer on the MLP outputs of ``texts``; return ``{hookpoint: folder}``.
 
@@ -75,8 +96,8 @@ def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> di
             save_dir=tmp,
             run_name="run",
         )
-        with contextlib.redirect_stdout(sys.stderr):  # sparsify prints progress to stdout
-            Trainer(cfg, data, model).fit()
+        with contextlib.redirect_stdout(sys.stderr), _truncated(model, max(s.layer for s in specs)):
+            Trainer(cfg, data, model).fit()  # sparsify prints progress to stdout
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
         for hookpoint in hookpoints:
