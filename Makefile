@@ -4,7 +4,10 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 
-.PHONY: install test lint
+.PHONY: install test lint demo
+
+DATA ?= ../shared/data
+DEMO_STORE ?= demo-store
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -21,3 +24,6 @@ test: install  ## run the test suite (offline)
 
 lint: install
 	$(VENV)/bin/ruff check langfeat tests benchmarks
+
+demo: install  ## the main job on the offline default model (SmolLM2): train SAEs, ingest, identify, classify
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 LANGFEAT=$(VENV)/bin/langfeat bash ingest/demo_smollm2.sh $(DATA) $(DEMO_STORE)

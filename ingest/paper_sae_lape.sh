@@ -54,6 +54,6 @@ done
 langfeat identify --model "$MODEL" --layer 'model.layers.{0..15}.mlp.act_fn' --dataset-configs "${CONFIGS[@]}" \
     --algorithm lape --units-per-layer 8192 --name lape_neuron --export-pt paper_sets/lape_neuron.pt
 
-# 4. Overview: the sets and the lape_all table per language x layer (compare with SPEC §4.3: 540 features).
+# 4. Overview: the sets and the lape_all table per language x layer (the paper reports 540 features).
 langfeat sets
 langfeat report features lape_all

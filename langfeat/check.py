@@ -33,7 +33,7 @@ _RUN = "memory"
 
 @dataclass
 class CheckOptions:
-    """Everything ``langfeat check`` takes (see docs/check.md)."""
+    """Everything ``langfeat check`` takes (see the README)."""
 
     texts: list[str]
     model: str

@@ -43,7 +43,7 @@ Advance = Callable[[int], None]
 
 @dataclass
 class ClassifyOptions:
-    """Everything ``langfeat classify`` takes (see docs/classify.md)."""
+    """Everything ``langfeat classify`` takes (see the README)."""
 
     dataset: str
     langs: list[str]

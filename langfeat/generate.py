@@ -152,7 +152,7 @@ def judge(texts: Sequence[str]) -> tuple[list[str | None], list[float | None]]:
 
 @dataclass
 class GenerateOptions:
-    """Everything ``langfeat generate`` takes (see docs/generate.md)."""
+    """Everything ``langfeat generate`` takes (see the README)."""
 
     model: str
     langs: list[str]

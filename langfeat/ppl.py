@@ -158,7 +158,7 @@ def sweep(
 
 @dataclass
 class PplOptions:
-    """Everything ``langfeat ppl`` takes (see docs/ppl.md)."""
+    """Everything ``langfeat ppl`` takes (see the README)."""
 
     model: str
     dataset: str
