@@ -12,7 +12,7 @@ NTREX=(eng-US deu fra spa tur vie rus hin)
 FLORES="$DATA/flores200_devtest/{lang}.devtest.gz"
 LAYERS='model.layers.{0..7}.mlp'
 lang_args() { for l in "$@"; do printf -- '--lang %s ' "$l"; done; }
-export LANGFEAT_STORE="$STORE"
+export LANGFEAT_STORE="$STORE" COLUMNS=${COLUMNS:-140}  # wide rich tables when the output is not a terminal
 
 echo "== 1/6 train SAEs (2048 latents, k=32) on FLORES devtest rows 300-420 of 8 languages" >&2
 [ -f "$STORE-saes/layers.7.mlp/cfg.json" ] || $LF train-sae smollm2 "$FLORES" $(lang_args "${LANGS[@]}") \

@@ -78,6 +78,11 @@ def runs_cmd(
         df = st.runs(status=status) if all_columns else run_summary(st, status=status)
     title = f"runs in {st.root}"
     if fmt is Format.table and output is None and not all_columns:
+        # On screen, paths and long model ids shrink to their last component; csv/json/parquet keep them whole.
+        df = df.with_columns(
+            pl.col(c).str.replace(r" \(.*\)$", "").str.split("/").list.last().alias(c)
+            for c in ("model", "units", "dataset")
+        ).drop("split", "created")
         table = rich_table(df, title)
         table.columns[0].no_wrap, table.columns[0].min_width = True, 12  # run ids stay whole (for `langfeat rm`)
         out_console.print(table)
