@@ -2,7 +2,7 @@
 # The main job end to end on the offline default model (SmolLM2-135M-Instruct, shipped as GGUF in a wheel):
 # train small SAEs on FLORES-200 text, ingest SAE features + MLP neurons, identify language-specific features
 # (SAE-LAPE) and neurons (LAPE), report them, and identify languages of NTREX news sentences with them.
-# About 10 minutes on 2 CPU cores. Usage: ingest/demo_smollm2.sh [DATA_DIR] [STORE]
+# About 5 minutes on 2 CPU cores. Usage: ingest/demo_smollm2.sh [DATA_DIR] [STORE]
 set -euo pipefail
 DATA=${1:-../shared/data}
 STORE=${2:-demo-store}
