@@ -97,18 +97,7 @@ def read_set(store: str | None, feature_set: str | None, lape_result_path: str |
     """The rows of a stored feature set or of a paper LAPE file (feature_sets columns)."""
     from langfeat.interventions import load_features
 
-    try:
-        return load_features(store, feature_set, lape_result_path)
-    except ModuleNotFoundError as exc:  # langfeat.stats / langfeat.paper not installed: read the stored rows
-        if exc.name not in ("langfeat.stats", "langfeat.paper") or feature_set is None:
-            raise
-        from langfeat.store import open_store
-
-        with open_store(store) as st:
-            frame = st.feature_sets(feature_set)
-        if frame.height == 0:
-            raise UsageError(f"no feature set named {feature_set!r}: list them with `langfeat sets`") from None
-        return frame
+    return load_features(store, feature_set, lape_result_path)
 
 
 def select_units(features: pl.DataFrame, kind: str, layers: Sequence[int] | None = None) -> pl.DataFrame:
