@@ -8,6 +8,7 @@ as an uninterrupted run's. Aggregates per (layer, unit) are computed on the devi
 
 from __future__ import annotations
 
+import collections
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -27,6 +28,7 @@ from langfeat.layers import LayerPatternError, LayerSpec, parse
 from langfeat.layout import Layout, doc_id
 from langfeat.writer import ShardData, compact_partials, shard_done, write_shard
 
+WRITERS = 2  # shards being written while the next one is encoded (each holds its events in memory)
 
 @dataclass
 class IngestConfig:
@@ -265,8 +267,8 @@ def _ingest_source(
         label = Path(source.path).name if source.path else source.dataset
         advance = progress.task(f"{source.lang.tag} {label}", len(source))
         infos: dict[int, dict] = {}
-        pending: Future | None = None
-        with ThreadPoolExecutor(max_workers=1) as pool:  # writes shard k while shard k+1 is encoded
+        pending: collections.deque[Future] = collections.deque()
+        with ThreadPoolExecutor(max_workers=WRITERS) as pool:  # writes shards k-1, k while shard k+1 is encoded
             for shard in range(n_shards):
                 done = shard_done(work / "_partials", shard)
                 if done is not None:
@@ -282,12 +284,12 @@ def _ingest_source(
                     n_tokens=np.asarray([len(t) for t in token_ids], dtype=np.int32), texts=texts,
                     token_ids=token_ids, events=events, stats=stats,
                 )
-                if pending is not None:
-                    info = pending.result()
+                while len(pending) >= WRITERS:
+                    info = pending.popleft().result()
                     infos[info["shard"]] = info
-                pending = pool.submit(write_shard, work, source.lang.tag, shard_data)
-            if pending is not None:
-                info = pending.result()
+                pending.append(pool.submit(write_shard, work, source.lang.tag, shard_data))
+            while pending:
+                info = pending.popleft().result()
                 infos[info["shard"]] = info
         compact_partials(work, source.lang.tag, range(n_shards), plan.dims())
         n_docs = sum(i["n_docs"] for i in infos.values())

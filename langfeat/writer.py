@@ -74,6 +74,34 @@ def write_events(path: Path, table: pa.Table) -> None:
     write_parquet_atomic(table, path, row_group_size=EVENT_ROW_GROUP, **EVENT_OPTIONS)
 
 
+def doc_order(docs: Sequence[np.ndarray]) -> np.ndarray:
+    """The stable permutation that sorts the concatenation of ``docs`` by document, in O(n).
+
+    Each array (one batch) is non-decreasing and every document lies in exactly one batch, so the events of a
+    document form one contiguous segment: sort the segments (a few per batch), then expand them.
+    """
+    seg_doc, seg_start, seg_len = [], [], []
+    offset = 0
+    for d in docs:
+        n = len(d)
+        if n:
+            starts = np.flatnonzero(np.diff(d)) + 1
+            starts = np.concatenate([[0], starts])
+            seg_doc.append(d[starts])
+            seg_start.append(starts + offset)
+            seg_len.append(np.diff(np.append(starts, n)))
+        offset += n
+    if not seg_doc:
+        return np.zeros(0, np.int64)
+    sd, ss, sl = np.concatenate(seg_doc), np.concatenate(seg_start), np.concatenate(seg_len)
+    if len(np.unique(sd)) != len(sd):  # a document split over batches: fall back to a stable sort
+        return np.argsort(np.concatenate(docs), kind="stable")
+    by_doc = np.argsort(sd, kind="stable")
+    ss, sl = ss[by_doc], sl[by_doc]
+    firsts = np.cumsum(sl) - sl  # where each segment starts in the output
+    return np.repeat(ss - firsts, sl) + np.arange(int(sl.sum()), dtype=np.int64)
+
+
 @dataclass
 class ShardData:
     """Everything one shard writes. Event ``doc`` indices are shard-relative (index into ``rows``)."""
@@ -115,7 +143,7 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
     def write_layer(layer: int, chunks: list) -> Path:
         if chunks:
             doc = np.concatenate([c[0] for c in chunks])
-            order = np.argsort(doc, kind="stable")  # batches are length-ordered; within a doc rows are sorted
+            order = doc_order([c[0] for c in chunks])  # batches are length-ordered; within a doc rows are sorted
             pos = np.concatenate([c[1] for c in chunks])[order]
             feature = np.concatenate([c[2] for c in chunks])[order]
             act = np.concatenate([c[3] for c in chunks])[order]

@@ -240,7 +240,9 @@ def test_resume_after_interruption_is_identical(toy, toy_sae_dir, tmp_path, monk
     (manifest,) = _manifests(layout.root)
     assert manifest["status"] == "failed" and not layout.run_data(manifest["run_id"]).exists()
     done = sorted(p.name for p in (layout.run_work(manifest["run_id"]) / "_partials").glob("*.json"))
-    assert done == ["shard-00000.json", "shard-00001.json", "shard-00002.json"]
+    done_shards = sorted(int(name[6:11]) for name in done)
+    # Shards 0-2 finished; 3 crashed; 4 may have been written by the second writer before the crash surfaced.
+    assert done_shards[:3] == [0, 1, 2] and 3 not in done_shards and set(done_shards) <= {0, 1, 2, 4}
     def record(work, lang, data):
         calls.append(data.shard)
         return original(work, lang, data)
@@ -248,7 +250,8 @@ def test_resume_after_interruption_is_identical(toy, toy_sae_dir, tmp_path, monk
     monkeypatch.setattr("langfeat.ingest.write_shard", record)
     calls.clear()
     (resumed,) = ingest(cfg("crashed"), model=model, tokenizer=tokenizer, progress=False)
-    assert calls == [3, 4, 5] and resumed["status"] == "complete" and resumed["n_docs"] == 11
+    assert calls == [k for k in range(6) if k not in done_shards]  # only the missing shards are redone
+    assert resumed["status"] == "complete" and resumed["n_docs"] == 11
     a, b = _store_tables(tmp_path / "clean"), _store_tables(tmp_path / "crashed")
     assert a.keys() == b.keys()
     for table in a:
