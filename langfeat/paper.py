@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import pickle
 import re
-import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -28,7 +27,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 
 from langfeat import langs
 from langfeat.errors import UsageError
@@ -487,23 +485,11 @@ def write_feature_set(
     layout: Layout, name: str, df: pl.DataFrame, params: dict[str, Any], overwrite: bool = False
 ) -> Path:
     """Write feature set ``name`` (``sets/name=<name>/features.parquet`` + ``params.json``) atomically."""
-    from langfeat.runs import write_json_atomic
+    from langfeat.results import publish
 
     check_name(name)
-    target = layout.set_dir(name)
-    if target.exists() and not overwrite:
-        raise UsageError(f"feature set {name!r} already exists: pick another --name or pass --overwrite")
-    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    pq.write_table(to_arrow(df, "feature_sets"), tmp / "features.parquet", compression="zstd")
-    write_json_atomic(tmp / "params.json", params)
-    if target.exists():
-        trash = target.with_name(f".trash-{target.name}-{os.getpid()}")
-        os.replace(target, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(tmp, target)
-    return target
+    return publish(layout.set_dir(name), "feature_sets", "features.parquet", df, params, overwrite,
+                   f"feature set {name!r}")
 
 
 def _lape_run_frames(lape: LapeFile) -> list[pl.DataFrame]:

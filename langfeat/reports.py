@@ -15,7 +15,7 @@ import contextlib
 import json
 import math
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,27 +23,13 @@ import polars as pl
 
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.stats import opened
 
 __all__ = [
     "FeatureReport", "feature_report", "features_report", "languages_report", "parse_unit", "sets_report",
 ]
 
 UNIT_KINDS = ("sae", "neuron")
-
-
-@contextlib.contextmanager
-def _opened(store: Any) -> Iterator[Any]:
-    """``store`` itself if it is an open Store, else the store at that path (closed afterwards)."""
-    from langfeat.store import Store, open_store
-
-    if isinstance(store, Store):
-        yield store
-        return
-    st = open_store(store)
-    try:
-        yield st
-    finally:
-        st.close()
 
 
 def _lang_name(tag: str) -> str:
@@ -86,7 +72,7 @@ def _params_summary(text: str | None) -> str:
 def sets_report(store: Any = None) -> pl.DataFrame:
     """One row per feature set: name, algorithm, kind, features (distinct units), memberships (language, unit),
     languages, layers (``min-max``), created, params (a one-line summary)."""
-    with _opened(store) as st:
+    with opened(store) as st:
         df = st.sql("SELECT * FROM report_sets")
     return df.select(
         "name", "algorithm", "kind", "features", "memberships", "languages",
@@ -118,7 +104,7 @@ def features_report(store: Any, name: str) -> pl.DataFrame:
     """Feature set ``name`` per language: lang, lang_name, n, one count column per layer (``L<N>``), entropy
     min / median / max; by English name, languages the set was made over but without units included (n = 0),
     and a last row ``lang = 'all'`` with the totals (entropy over all rows)."""
-    with _opened(store) as st:
+    with opened(store) as st:
         if st.sql("SELECT count(*) AS n FROM report_sets WHERE name = ?", [name])["n"][0] == 0:
             raise UsageError(f"no feature set named {name!r}: list them with `langfeat sets`")
         layers = st.sql("SELECT lang, layer, n FROM report_set_layers WHERE name = ?", [name])
@@ -160,7 +146,7 @@ def features_report(store: Any, name: str) -> pl.DataFrame:
 def languages_report(store: Any = None) -> pl.DataFrame:
     """Documents and tokens per language and complete run: lang, lang_name, run_id, kind, model, units,
     dataset, config, split, docs, tokens, tokens_per_doc (by English name, then run number)."""
-    with _opened(store) as st:
+    with opened(store) as st:
         return st.sql("SELECT * EXCLUDE (run_num) FROM report_languages")
 
 
@@ -299,7 +285,7 @@ def feature_report(
     if kind not in UNIT_KINDS:
         raise UsageError(f"unknown --kind {kind!r}: use sae or neuron")
     layer, idx = parse_unit(unit) if isinstance(unit, str) else (int(unit[0]), int(unit[1]))
-    with _opened(store) as st:
+    with opened(store) as st:
         runs = _select_runs(st, kind, layer, run, model, lang)
         run_ids = runs["run_id"].to_list()
         counts = st.sql(

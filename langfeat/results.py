@@ -44,19 +44,18 @@ def to_arrow(df: pl.DataFrame, table: str) -> pa.Table:
     return pa.Table.from_arrays(cols, schema=schema)
 
 
-def write_result(
-    layout: Layout, table: str, name: str, df: pl.DataFrame, params: dict[str, Any] | None = None,
-    overwrite: bool = True,
+def publish(
+    target: Path, table: str, filename: str, df: pl.DataFrame, params: dict[str, Any] | None, overwrite: bool,
+    what: str,
 ) -> Path:
-    """Write result ``name`` of ``table`` atomically (replacing an older one if ``overwrite``)."""
-    check_name(name)
-    target = layout.result_dir(table, name)
+    """Write ``df`` (as ``table``'s file schema) and ``params.json`` into folder ``target`` atomically: built in a
+    hidden temporary folder, then renamed over any older one. ``what`` names it in the already-exists error."""
     if target.exists() and not overwrite:
-        raise UsageError(f"result {name!r} already exists in {table}: pick another --name or pass --overwrite")
+        raise UsageError(f"{what} already exists: pick another --name or pass --overwrite")
     tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    pq.write_table(to_arrow(df, table), tmp / "part-0.parquet", compression="zstd")
+    pq.write_table(to_arrow(df, table), tmp / filename, compression="zstd")
     if params is not None:
         write_json_atomic(tmp / "params.json", params)
     if target.exists():
@@ -65,3 +64,13 @@ def write_result(
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(tmp, target)
     return target
+
+
+def write_result(
+    layout: Layout, table: str, name: str, df: pl.DataFrame, params: dict[str, Any] | None = None,
+    overwrite: bool = True,
+) -> Path:
+    """Write result ``name`` of ``table`` atomically (replacing an older one if ``overwrite``)."""
+    check_name(name)
+    return publish(layout.result_dir(table, name), table, "part-0.parquet", df, params, overwrite,
+                   f"result {name!r} in {table}")
