@@ -270,10 +270,7 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
 
 def list_results(store: Any) -> pl.DataFrame:
     """One row per stored generation result."""
-    return store.sql(
-        "SELECT name, count(DISTINCT lang) AS n_langs, count(DISTINCT multiplier) AS n_multipliers, "
-        "count(*) AS n_samples, any_value(model) AS model FROM generate_results GROUP BY ALL ORDER BY name"
-    )
+    return store.sql("SELECT * FROM generate_result_list")
 
 
 def switch_rates(store: Any, name: str) -> pl.DataFrame:

@@ -353,10 +353,7 @@ METRICS = ("mean_delta", "median_ratio", "mean_log_ratio")
 
 def list_results(store: Any) -> pl.DataFrame:
     """One row per stored ppl result: name, intervention, languages and sentence counts."""
-    return store.sql(
-        "SELECT name, intervention, count(DISTINCT int_lang) AS n_int_langs, count(DISTINCT lang) AS n_eval_langs, "
-        "count(*) AS n_rows, any_value(model) AS model FROM ppl_results GROUP BY ALL ORDER BY name, intervention"
-    )
+    return store.sql("SELECT * FROM ppl_result_list")
 
 
 def result_summary(store: Any, name: str) -> pl.DataFrame:
