@@ -92,6 +92,8 @@ class SaeAblation(Intervention):
         return {path: self._hook(sae, ids) for path, (sae, ids) in self.saes.items() if len(ids)}
 
     def _hook(self, sae: torch.nn.Module, ids: torch.Tensor) -> Hook:
+        from langfeat.models import sae_decode
+
         alpha = self.multiplier
 
         def hook(module, inputs, output):
@@ -101,10 +103,10 @@ class SaeAblation(Intervention):
                 enc = sae.encode(x)
                 top_acts, top_idx = enc.top_acts, enc.top_indices
                 del enc  # drops the dense pre-activations
-                x_hat = sae.decode(top_acts, top_idx)
+                x_hat = sae_decode(sae, top_acts, top_idx)
                 hit = torch.isin(top_idx, ids.to(top_idx.device))
                 edited = torch.where(hit, top_acts * (1.0 + alpha), top_acts)
-                x_new = sae.decode(edited, top_idx) + (x - x_hat)
+                x_new = sae_decode(sae, edited, top_idx) + (x - x_hat)
             return x_new.reshape(shape).to(output.dtype)
 
         return hook

@@ -174,3 +174,16 @@ def load_sae(
         sae = sae.to(dtype)
     sae.eval()
     return sae
+
+
+def sae_decode(sae, top_acts: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
+    """``sae.decode`` that also works on CPU tensors where Triton is installed.
+
+    sparsify picks its Triton decoder at import whenever Triton is importable, and that kernel rejects CPU
+    tensors; on CPU the eager embedding-bag decoder (the same sum of weighted decoder rows) is used instead.
+    """
+    if top_acts.is_cuda:
+        return sae.decode(top_acts, top_indices)
+    from sparsify.utils import eager_decode
+
+    return eager_decode(top_indices, top_acts.to(sae.dtype), sae.W_dec.mT) + sae.b_dec
