@@ -75,6 +75,7 @@ def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> di
         raise UsageError("no training text: the dataset is empty")
     data = chunk_and_tokenize(
         Dataset.from_dict({"text": texts}), tokenizer, max_seq_len=config.ctx_len, return_final_batch=False,
+        num_proc=None,  # datasets forks a pool for any number; forking after torch/tokenizers threads can crash
         load_from_cache_file=False,
     )
     if len(data) < config.batch_size:
