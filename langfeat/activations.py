@@ -21,7 +21,7 @@ import torch
 
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec
-from langfeat.models import get_module
+from langfeat.models import bos_policy, get_module, tokenize
 
 PRE_ACTS_BUDGET = 1 << 27  # elements of the dense pre-activation matrix per SAE encode call
 
@@ -139,9 +139,7 @@ class Encoder:
             raise UsageError("two --layer entries hook the same module: list each module once")
         self._modules = modules
         self.bos_id = tokenizer.bos_token_id
-        probe = tokenizer("a", add_special_tokens=True)["input_ids"]
-        adds_bos = self.bos_id is not None and len(probe) > 0 and probe[0] == self.bos_id
-        self.prepend_bos = self.bos_id is not None and not adds_bos
+        adds_bos, self.prepend_bos = bos_policy(tokenizer)
         self.bos = adds_bos or self.prepend_bos
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.stats: dict[tuple[str, int], Aggregates] = {}
@@ -151,16 +149,7 @@ class Encoder:
     # -- tokenization -------------------------------------------------------------------------------------
     def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
         """Token ids with special tokens (BOS first), truncated to ``max_length`` tokens in all."""
-        limit = self.max_length
-        if limit is not None and self.prepend_bos:
-            limit -= 1
-        kwargs: dict[str, Any] = {"add_special_tokens": True}
-        if limit is not None:
-            kwargs.update(truncation=True, max_length=max(limit, 1))
-        ids = self.tokenizer(list(texts), **kwargs)["input_ids"] if texts else []
-        if self.prepend_bos:
-            ids = [[self.bos_id, *x] for x in ids]
-        return [list(x) for x in ids]
+        return tokenize(self.tokenizer, texts, self.max_length)
 
     # -- aggregates ----------------------------------------------------------------------------------------
     def _agg(self, kind: str, layer: int, n: int) -> Aggregates:

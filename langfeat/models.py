@@ -187,3 +187,27 @@ def sae_decode(sae, top_acts: torch.Tensor, top_indices: torch.Tensor) -> torch.
     from sparsify.utils import eager_decode
 
     return eager_decode(top_indices, top_acts.to(sae.dtype), sae.W_dec.mT) + sae.b_dec
+
+
+def bos_policy(tokenizer) -> tuple[bool, bool]:
+    """``(tokenizer_adds_bos, langfeat_prepends_bos)``: texts always start with BOS when the tokenizer has one."""
+    bos_id = tokenizer.bos_token_id
+    probe = tokenizer("a", add_special_tokens=True)["input_ids"]
+    adds = bos_id is not None and len(probe) > 0 and probe[0] == bos_id
+    return adds, bos_id is not None and not adds
+
+
+def tokenize(tokenizer, texts, max_length: int | None = None) -> list[list[int]]:
+    """Token ids of ``texts`` with the model's special tokens, BOS first (prepended when the tokenizer does not
+    add it), at most ``max_length`` tokens in all. The one tokenization of ingestion and the experiments."""
+    _, prepend = bos_policy(tokenizer)
+    limit = max_length
+    if limit is not None and prepend:
+        limit -= 1
+    kwargs: dict[str, Any] = {"add_special_tokens": True}
+    if limit is not None:
+        kwargs.update(truncation=True, max_length=max(limit, 1))
+    ids = tokenizer(list(texts), **kwargs)["input_ids"] if len(texts) else []
+    if prepend:
+        ids = [[tokenizer.bos_token_id, *x] for x in ids]
+    return [list(x) for x in ids]

@@ -42,15 +42,9 @@ class EvalSet:
 
 def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
     """Token ids of each text, starting with BOS (added when the tokenizer does not add it itself)."""
-    enc = tokenizer(list(texts), add_special_tokens=True)["input_ids"]
-    bos = tokenizer.bos_token_id
-    out = []
-    for ids in enc:
-        ids = list(ids)
-        if bos is not None and (not ids or ids[0] != bos):
-            ids = [bos, *ids]
-        out.append(ids[:max_length] if max_length else ids)
-    return out
+    from langfeat.models import tokenize
+
+    return tokenize(tokenizer, texts, max_length)
 
 
 def sentence_nll(
