@@ -14,7 +14,7 @@ from rich.table import Table
 from rich.text import Text
 
 from langfeat.cli.app import app, handle_errors, out_console
-from langfeat.cli.output import Format, emit
+from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit
 
 HIGHLIGHT = "bold black on yellow"
 
@@ -36,9 +36,9 @@ def check_command(
     max_length: int | None = typer.Option(None, help="Truncate texts to this many tokens (BOS included)."),
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    store: Path | None = typer.Option(None, help="Store directory (feature sets and explanations)."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="table (highlighted) | json | csv | parquet."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
 ) -> None:
     """For each text: the predicted language and, per language, the set's features that fired and on which tokens."""
     from langfeat.check import CheckOptions, check

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
-from langfeat.cli.output import Format, emit, rich_table
+from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 from langfeat.errors import UsageError
 
 
@@ -63,9 +63,9 @@ def classify_command(
     dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
     name: str | None = typer.Option(None, help="Result name in the store (default: derived from the options)."),
-    store: Path | None = typer.Option(None, help="Store directory (default: $LANGFEAT_STORE or ./langfeat-store)."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format of the metrics."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the metrics to this file."),
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
 ) -> None:
     """Identify the language of each text by votes of language-specific features (or fastText); store and score."""
     from langfeat.classify import ClassifyOptions, check_options, classify
@@ -98,9 +98,9 @@ def report_classify(
                                                         "list the stored classify results."),
     show: Show = typer.Option(Show.summary, help="summary (metrics, per-class, confusion) | classes | confusion | "
                                                  "predictions."),
-    store: Path | None = typer.Option(None, help="Store directory."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
 ) -> None:
     """Accuracy, macro and per-class precision/recall/F1 and the confusion matrix of classify results."""
     from langfeat import classify as lib
@@ -186,7 +186,7 @@ def _best_table(df: pl.DataFrame, key: str, title: str) -> Table:
 def import_explanations_command(
     folder: Path = typer.Argument(..., help="Folder of delphi explanation files layers.N.mlp_latent<id>.txt."),
     name: str = typer.Option("delphi", help="Name of this set of explanations in the store."),
-    store: Path | None = typer.Option(None, help="Store directory."),
+    store: StoreOption = None,
 ) -> None:
     """Load feature explanations (e.g. delphi's) into the store; `langfeat check` shows them."""
     from langfeat.check import import_explanations

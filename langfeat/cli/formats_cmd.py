@@ -10,8 +10,7 @@ from typing import Annotated, Any
 import typer
 
 from langfeat.cli.app import app, err_console, handle_errors
-from langfeat.cli.output import Format, emit
-from langfeat.cli.store_cmd import FormatOption, OutputOption, StoreOption
+from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit
 
 KindOption = Annotated[str, typer.Option("--kind", "-k", help="What the counts are of: sae | neuron.")]
 

@@ -8,7 +8,7 @@ import typer
 
 from langfeat import generate as gen
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
-from langfeat.cli.output import Format, emit, rich_table
+from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 from langfeat.cli.ppl_cmd import progress_bar, split_values
 from langfeat.errors import UsageError
 
@@ -51,9 +51,9 @@ def generate_command(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
     gguf_file: str | None = typer.Option(None, help="GGUF file name inside MODEL (a folder)."),
     name: str | None = typer.Option(None, help="Result name in the store (default: derived from the options)."),
-    store: Path | None = typer.Option(None, help="Store directory (default: $LANGFEAT_STORE or ./langfeat-store)."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format of the switch rates."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the switch rates to this file."),
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
 ) -> None:
     """Generate with SAE-feature steering, store every sample, judge its language; print switch rates."""
     opts = gen.GenerateOptions(
@@ -80,9 +80,9 @@ def report_generate(
     name: str | None = typer.Argument(None, help="Result name; omitted: list the stored generate results."),
     column: str = typer.Option("switch_rate", help="Matrix value: switch_rate | target_rate | n_switched | ..."),
     samples: int = typer.Option(0, help="Also show this many samples per (language, α)."),
-    store: Path | None = typer.Option(None, help="Store directory."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
 ) -> None:
     """Switch rates by language and α (the automatic version of the paper's human 'changed' counts)."""
     from langfeat.store import open_store

@@ -10,7 +10,7 @@ import typer
 from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
-from langfeat.cli.store_cmd import StoreOption
+from langfeat.cli.output import StoreOption
 
 
 def _report(df: pl.DataFrame, params: dict[str, Any], name: str, path: Path) -> None:

@@ -6,8 +6,10 @@ import enum
 import io
 import sys
 from pathlib import Path
+from typing import Annotated, Optional
 
 import polars as pl
+import typer
 from rich.table import Table
 
 from langfeat.errors import UsageError
@@ -19,6 +21,18 @@ class Format(str, enum.Enum):
     json = "json"
     parquet = "parquet"
 
+
+# Options shared by every command that reads a store or prints rows.
+StoreOption = Annotated[
+    Optional[Path],  # noqa: UP045  (typer needs Optional on Python 3.10)
+    typer.Option("--store", "-s", envvar="LANGFEAT_STORE", show_envvar=True,
+                 help="Store directory (default: $LANGFEAT_STORE, else ./langfeat-store)."),
+]
+FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
+OutputOption = Annotated[
+    Optional[Path],  # noqa: UP045
+    typer.Option("--output", "-o", help="Write the result to FILE instead of stdout (needed for parquet)."),
+]
 
 def rich_table(df: pl.DataFrame, title: str | None = None, max_rows: int = 200) -> Table:
     """A rich table of ``df`` (first ``max_rows`` rows; floats to 4 significant digits)."""

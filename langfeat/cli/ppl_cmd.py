@@ -11,7 +11,7 @@ from rich.table import Table
 
 from langfeat import ppl as ppl_lib
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
-from langfeat.cli.output import Format, emit, rich_table
+from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 
 
 def progress_bar() -> Progress:
@@ -65,9 +65,9 @@ def ppl_command(
     device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
     gguf_file: str | None = typer.Option(None, help="GGUF file name inside MODEL (a folder)."),
     name: str | None = typer.Option(None, help="Result name in the store (default: derived from the options)."),
-    store: Path | None = typer.Option(None, help="Store directory (default: $LANGFEAT_STORE or ./langfeat-store)."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format of the summary."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write the summary to this file."),
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
 ) -> None:
     """Per-sentence perplexity with an optional intervention; results stored as a named ppl result."""
     opts = ppl_lib.PplOptions(
@@ -94,9 +94,9 @@ def ppl_command(
 def report_ppl(
     name: str | None = typer.Argument(None, help="Result name; omitted: list the stored ppl results."),
     metric: str = typer.Option("mean_delta", help="mean_delta | median_ratio | mean_log_ratio."),
-    store: Path | None = typer.Option(None, help="Store directory."),
-    fmt: Format = typer.Option(Format.table, "--format", "-f", help="Output format."),
-    output: Path | None = typer.Option(None, "--output", "-o", help="Write to this file."),
+    store: StoreOption = None,
+    fmt: FormatOption = Format.table,
+    output: OutputOption = None,
 ) -> None:
     """The ΔPPL matrix (intervened × evaluated language) of a ppl result, with its diagonal summary."""
     from langfeat.store import open_store

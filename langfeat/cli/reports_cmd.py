@@ -12,8 +12,8 @@ from rich.table import Table
 from rich.text import Text
 
 from langfeat.cli.app import app, handle_errors, out_console, report_app
-from langfeat.cli.output import Format, emit, rich_table
-from langfeat.cli.store_cmd import FormatOption, OutputOption, StoreOption, flat_for
+from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
+from langfeat.cli.store_cmd import flat_for
 
 
 def _fmt(value: object) -> str:

@@ -2,26 +2,16 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated, Optional
 
 import polars as pl
 import typer
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
-from langfeat.cli.output import Format, emit, rich_table
+from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 
 # Shared options: any command module may import these to get the same flags.
-StoreOption = Annotated[
-    Optional[Path],  # noqa: UP045  (typer needs Optional on Python 3.10)
-    typer.Option("--store", "-s", envvar="LANGFEAT_STORE", show_envvar=True,
-                 help="Store directory (default: $LANGFEAT_STORE, else ./langfeat-store)."),
-]
-FormatOption = Annotated[Format, typer.Option("--format", "-f", help="Output format.")]
-OutputOption = Annotated[
-    Optional[Path],  # noqa: UP045
-    typer.Option("--output", "-o", help="Write the result to FILE instead of stdout (needed for parquet)."),
-]
+
 
 
 def flat_for(df: pl.DataFrame, fmt: Format) -> pl.DataFrame:
