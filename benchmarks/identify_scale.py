@@ -23,11 +23,11 @@ import polars as pl
 import pyarrow as pa
 
 from langfeat import identify as ident
-from langfeat import langs, runs, stats
-from langfeat.layout import arrow_schemas, doc_id
-from langfeat.results import to_arrow
-from langfeat.store import ensure_store, open_store
-from langfeat.writer import write_parquet_atomic
+from langfeat import langs, stats
+from langfeat.store import ensure_store, open_store, runs
+from langfeat.store.layout import arrow_schemas, doc_id
+from langfeat.store.results import to_arrow
+from langfeat.store.writer import write_parquet_atomic
 
 LANGS = ["en", "de", "fr", "it", "pt", "hi", "es", "th", "bg", "ru", "tr", "vi", "ja", "ko", "zh"]
 N_LAYERS, N_FEAT = 16, 131_072

@@ -17,8 +17,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from langfeat.layout import arrow_schemas
 from langfeat.store import ensure_store, open_store
+from langfeat.store.layout import arrow_schemas
 
 
 def build(root: Path, runs: int, shards: int, layers: int = 16, rows: int = 100) -> int:

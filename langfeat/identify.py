@@ -197,7 +197,7 @@ def identify_named(
     columns: name, algorithm, kind, lang, layer, feature, entropy, prob, act_max, act_min, act_avg, rank), by
     language then rank, with its name. ``save=False`` only computes it.
     """
-    from langfeat.results import check_name
+    from langfeat.store.results import check_name
 
     algorithm = normalise_algorithm(algorithm)
     layer_list, inferred = resolve_layers(layers, algorithm)
@@ -221,8 +221,8 @@ def identify_named(
         df = compute(st, runs, p)
         out = df.select(pl.lit(name).alias("name"), *[c for c in df.columns if c != "n_assigned"])
         if save:
-            from langfeat.paper import write_feature_set
-            from langfeat.runs import now
+            from langfeat.formats.paper import write_feature_set
+            from langfeat.store.runs import now
 
             record = {
                 **asdict(p), "name": name, "model": runs["model"][0], "sae_model": runs["sae_model"][0],

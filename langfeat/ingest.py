@@ -21,12 +21,12 @@ import numpy as np
 import polars as pl
 
 from langfeat import data as datamod
-from langfeat import runs
 from langfeat.activations import Encoder, plan_batches, probe_widths
 from langfeat.errors import UsageError
 from langfeat.layers import LayerPatternError, LayerSpec, parse
-from langfeat.layout import Layout, doc_id
-from langfeat.writer import ShardData, compact_partials, shard_done, write_shard
+from langfeat.store import runs
+from langfeat.store.layout import Layout, doc_id
+from langfeat.store.writer import ShardData, compact_partials, shard_done, write_shard
 
 WRITERS = 2  # shards being written while the next one is encoded (each holds its events in memory)
 
@@ -185,14 +185,9 @@ class _Progress:
     def __init__(self, enabled: bool):
         self.bar = None
         if enabled:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+            from langfeat.progress import progress_bar
 
-            from langfeat.cli.app import err_console
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                TextColumn("{task.fields[rate]}"), TimeRemainingColumn(), console=err_console, transient=False,
-            )
+            self.bar = progress_bar(rate=True, transient=False)
 
     def __enter__(self) -> _Progress:
         if self.bar is not None:

@@ -255,7 +255,7 @@ def load_features(
     if (feature_set is None) == (lape_result_path is None):
         raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
     if lape_result_path is not None:
-        from langfeat.paper import read_lape
+        from langfeat.formats.paper import read_lape
 
         frame = read_lape(lape_result_path)
     else:

@@ -8,6 +8,7 @@ as sparsify names them. ``...mlp.act_fn`` paths select neurons (LAPE's input).
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import bracex
@@ -86,3 +87,19 @@ def parse(patterns: list[str] | tuple[str, ...] | str, neurons: bool | None = No
             raise LayerPatternError(f"two modules map to layer {spec.layer}: {seen[spec.layer].path}, {spec.path}")
         seen[spec.layer] = spec
     return sorted(seen.values(), key=lambda s: s.layer)
+
+
+def compact(layers: Sequence[int] | None) -> str:
+    """``[0,1,2,3,7]`` → ``'0-3,7'``."""
+    if not layers:
+        return ""
+    nums = sorted(set(int(x) for x in layers))
+    parts, start, prev = [], nums[0], nums[0]
+    for n in [*nums[1:], None]:
+        if n is not None and n == prev + 1:
+            prev = n
+            continue
+        parts.append(str(start) if start == prev else f"{start}-{prev}")
+        if n is not None:
+            start = prev = n
+    return ",".join(parts)

@@ -22,11 +22,18 @@ from typing import Any
 import polars as pl
 
 from langfeat import langs
+from langfeat import layers as layer_patterns
 from langfeat.errors import UsageError
 from langfeat.stats import opened
 
 __all__ = [
-    "FeatureReport", "feature_report", "features_report", "languages_report", "parse_unit", "sets_report",
+    "FeatureReport",
+    "feature_report",
+    "features_report",
+    "languages_report",
+    "parse_unit",
+    "run_summary",
+    "sets_report",
 ]
 
 UNIT_KINDS = ("sae", "neuron")
@@ -329,4 +336,27 @@ def feature_report(
     return FeatureReport(
         layer=layer, unit=idx, kind=kind, langs=per, entropy=entropy, sets=sets, contexts=contexts,
         decoded=decoded, runs=run_ids,
+    )
+
+
+def run_summary(store: Any, **filters: Any) -> pl.DataFrame:
+    """One display row per run: id, model, SAE or neurons, dataset, config, lang, split, slice, layers, sizes."""
+    runs = store.runs(**filters)
+    return runs.select(
+        pl.col("run_id"),
+        pl.col("model"),
+        pl.when(pl.col("sae_model").is_not_null()).then(pl.col("sae_model"))
+        .when(pl.col("neurons").fill_null(False)).then(pl.lit("neurons"))
+        .otherwise(pl.lit("")).alias("units"),
+        pl.col("dataset"),
+        pl.col("config"),
+        pl.col("lang"),
+        pl.col("split"),
+        pl.format("{}:{}", pl.col("start").fill_null(0), pl.col("end").cast(pl.String).fill_null("")).alias("slice"),
+        pl.col("layers").map_elements(lambda x: layer_patterns.compact(list(x)), return_dtype=pl.String)
+        .alias("layers"),
+        pl.col("n_docs").alias("docs"),
+        pl.col("n_tokens").alias("tokens"),
+        pl.col("status"),
+        pl.col("created_at").dt.strftime("%Y-%m-%d %H:%M").alias("created"),
     )

@@ -9,10 +9,10 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
-from langfeat import langs, runs
-from langfeat.results import to_arrow
-from langfeat.store import ensure_store
-from langfeat.writer import write_parquet_atomic
+from langfeat import langs
+from langfeat.store import ensure_store, runs
+from langfeat.store.results import to_arrow
+from langfeat.store.writer import write_parquet_atomic
 
 TABLES = {"sae": ("feature_counts", "feature"), "neuron": ("neuron_counts", "neuron")}
 

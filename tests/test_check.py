@@ -11,13 +11,20 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import TOY_LAYERS, flores_lines
-from langfeat.check import CheckOptions, check, check_texts, import_explanations, read_explanations, token_pieces
-from langfeat.classify import select_units
 from langfeat.cli import app
 from langfeat.errors import UsageError
+from langfeat.experiments.check import (
+    CheckOptions,
+    check,
+    check_texts,
+    import_explanations,
+    read_explanations,
+    token_pieces,
+)
+from langfeat.experiments.classify import select_units
 from langfeat.models import load_model, load_sae
-from langfeat.results import to_arrow
 from langfeat.store import ensure_store
+from langfeat.store.results import to_arrow
 
 TEXTS = [flores_lines("eng_Latn", 1)[0], flores_lines("tha_Thai", 1)[0], "ok"]
 

@@ -14,14 +14,14 @@ from typer.testing import CliRunner
 
 from conftest import flores_lines
 from langfeat import lid
-from langfeat.classify import ClassifyOptions, classify, compare, confusion, metrics
 from langfeat.cli import app
 from langfeat.errors import UsageError
+from langfeat.experiments.classify import ClassifyOptions, classify, compare, confusion, metrics
 from langfeat.ingest import IngestConfig, ingest
 from langfeat.models import load_model
-from langfeat.results import to_arrow, write_result
-from langfeat.runs import all_manifests
 from langfeat.store import ensure_store, open_store
+from langfeat.store.results import to_arrow, write_result
+from langfeat.store.runs import all_manifests
 
 LANGS = {"en": "eng_Latn", "th": "tha_Thai", "ja": "jpn_Jpan"}
 N_DOCS = 5

@@ -12,9 +12,9 @@ from test_store import DE_EVENTS, EN_EVENTS, add_run
 from typer.testing import CliRunner
 
 from langfeat.cli import app
-from langfeat.layout import doc_id
-from langfeat.runs import all_manifests
 from langfeat.store import ensure_store, open_store
+from langfeat.store.layout import doc_id
+from langfeat.store.runs import all_manifests
 
 runner = CliRunner()
 
@@ -137,7 +137,7 @@ def test_views_command(store_dir):
 
 def test_rm_command(store_dir):
     root, made = store_dir
-    from langfeat.layout import Layout
+    from langfeat.store.layout import Layout
 
     layout = Layout(root)
     res = invoke("rm", made["en"]["run_id"], "nosuchrun", "--store", str(root))

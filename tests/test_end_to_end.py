@@ -14,8 +14,9 @@ from typer.testing import CliRunner
 
 from conftest import flores_lines
 from langfeat import interventions as iv
-from langfeat import ppl, stats
+from langfeat import stats
 from langfeat.cli import app
+from langfeat.experiments import ppl
 from langfeat.models import load_model
 from langfeat.store import open_store
 

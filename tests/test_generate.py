@@ -10,12 +10,12 @@ import pytest
 import torch
 from transformers import set_seed
 
-from langfeat import generate as gen
 from langfeat import interventions as iv
 from langfeat.errors import UsageError
-from langfeat.layout import Layout
+from langfeat.experiments import generate as gen
 from langfeat.models import load_model
-from langfeat.results import write_result
+from langfeat.store.layout import Layout
+from langfeat.store.results import write_result
 
 PROMPT = "Le renard brun"
 

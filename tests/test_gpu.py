@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from langfeat import interventions as iv
-from langfeat import ppl
+from langfeat.experiments import ppl
 from langfeat.ingest import IngestConfig, ingest
 from langfeat.models import load_model
 from langfeat.store import open_store

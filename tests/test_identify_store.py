@@ -15,8 +15,8 @@ from conftest import flores_lines
 from langfeat import identify as ident
 from langfeat import stats
 from langfeat.cli import app
+from langfeat.formats.paper import safe_load
 from langfeat.ingest import IngestConfig, ingest
-from langfeat.paper import safe_load
 from langfeat.store import open_store
 
 CODES = ["eng_Latn", "tha_Thai", "rus_Cyrl"]

@@ -16,11 +16,11 @@ import torch
 from typer.testing import CliRunner
 
 from conftest import TOY_LAYERS, flores_lines
-from langfeat import writer
 from langfeat.cli import app
 from langfeat.ingest import IngestConfig, encode_texts, ingest, ingest_texts
-from langfeat.layout import Layout, arrow_schemas
 from langfeat.models import load_model, load_sae
+from langfeat.store import writer
+from langfeat.store.layout import Layout, arrow_schemas
 
 # mixed scripts and lengths: Thai, Japanese, Hindi, English
 TEXTS = (

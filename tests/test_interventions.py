@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 
 from langfeat import interventions as iv
-from langfeat import ppl
 from langfeat.errors import UsageError
+from langfeat.experiments import ppl
 from langfeat.layers import parse
 from langfeat.models import load_model
 

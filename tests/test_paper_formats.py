@@ -12,9 +12,9 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from langfeat import paper
 from langfeat.cli import app
 from langfeat.errors import UsageError
+from langfeat.formats import paper
 from langfeat.store import ensure_store, open_store
 
 L, U = 3, 24  # layers, units of the synthetic count files

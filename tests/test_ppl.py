@@ -13,11 +13,11 @@ import torch
 
 from conftest import DATA, flores_lines
 from langfeat import interventions as iv
-from langfeat import ppl
 from langfeat.errors import UsageError
-from langfeat.layout import Layout
+from langfeat.experiments import ppl
 from langfeat.models import load_model
-from langfeat.results import write_result
+from langfeat.store.layout import Layout
+from langfeat.store.results import write_result
 
 PPL_QUERIES = ["70_ppl_results.sql", "71_ppl_delta.sql", "72_ppl_rowmax.sql"]
 

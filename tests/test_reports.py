@@ -12,11 +12,12 @@ import pyarrow.parquet as pq
 import pytest
 from typer.testing import CliRunner
 
-from langfeat import langs, paper, reports, runs
+from langfeat import langs, reports
 from langfeat.cli import app
 from langfeat.errors import UsageError
-from langfeat.layout import arrow_schemas, doc_id
-from langfeat.store import ensure_store
+from langfeat.formats import paper
+from langfeat.store import ensure_store, runs
+from langfeat.store.layout import arrow_schemas, doc_id
 
 LAYER, FEAT = 1, 5
 

@@ -8,7 +8,6 @@ import shutil
 import subprocess
 import sys
 import textwrap
-import types
 from pathlib import Path
 
 import duckdb
@@ -19,11 +18,11 @@ import pyarrow.parquet as pq
 import pytest
 
 import langfeat
-from langfeat import runs as runs_mod
 from langfeat import store as store_mod
 from langfeat.errors import StoreError, UsageError
-from langfeat.layout import Layout, arrow_schemas, doc_id
 from langfeat.store import ensure_store, open_store, refresh_catalog
+from langfeat.store import runs as runs_mod
+from langfeat.store.layout import Layout, arrow_schemas, doc_id
 
 RAW_VIEWS = [
     "runs", "docs", "tokens", "events", "feature_counts", "neuron_counts", "languages", "feature_sets",
@@ -307,19 +306,6 @@ def test_open_store_errors(tmp_path, monkeypatch):
     assert (tmp_path / "from_env" / "runs").is_dir()
 
 
-def test_stats_wrappers_delegate(tmp_path, monkeypatch):
-    calls = []
-    fake = types.ModuleType("langfeat.stats")
-    fake.feature_set = lambda store, name: calls.append(("set", name)) or pl.DataFrame({"n": [name]})
-    fake.unit_stats = lambda store, **kw: calls.append(("stats", kw)) or pl.DataFrame({"k": list(kw)})
-    monkeypatch.setitem(sys.modules, "langfeat.stats", fake)
-    monkeypatch.setattr(langfeat, "stats", fake, raising=False)
-    with open_store(tmp_path / "s", create=True) as store:
-        assert store.feature_set("x")["n"].to_list() == ["x"]
-        assert store.stats(kind="sae", layers=[1])["k"].to_list() == ["kind", "layers"]
-    assert calls == [("set", "x"), ("stats", {"kind": "sae", "layers": [1]})]
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # catalog.duckdb
 
@@ -340,7 +326,7 @@ def test_catalog_has_same_views(populated):
             assert got.sort(got.columns[:2]).equals(frame.sort(frame.columns[:2])), view
         meta = dict(con.sql("SELECT key, value FROM langfeat_meta").fetchall())
     assert meta["store_path"] == layout.root.as_posix()
-    assert meta["schema_version"] == (Path(store_mod.__file__).parents[1] / "db" / "VERSION").read_text().strip()
+    assert meta["schema_version"] == (Path(store_mod.__file__).parents[2] / "db" / "VERSION").read_text().strip()
     assert meta["langfeat_version"] == langfeat.__version__
     assert set(meta) == {"schema_version", "langfeat_version", "store_path", "sql_hash", "built_at"}
 

@@ -11,6 +11,7 @@ import typer
 from rich.console import Console
 
 from langfeat.errors import LangfeatError
+from langfeat.progress import console as err_console
 
 app = typer.Typer(
     name="langfeat",
@@ -23,9 +24,8 @@ app = typer.Typer(
 report_app = typer.Typer(help="Rich reports over the store (features, languages, experiments).", no_args_is_help=True)
 app.add_typer(report_app, name="report")
 
-# Human-facing output (progress, tables, messages) goes to stderr unless a command renders a report;
-# machine-readable results go to stdout only.
-err_console = Console(stderr=True)
+# Human-facing output (progress, tables, messages) goes to stderr (err_console) unless a command renders a
+# report; machine-readable results go to stdout only.
 out_console = Console()
 
 F = TypeVar("F", bound=Callable)

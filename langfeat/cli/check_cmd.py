@@ -41,7 +41,7 @@ def check_command(
     output: OutputOption = None,
 ) -> None:
     """For each text: the predicted language and, per language, the set's features that fired and on which tokens."""
-    from langfeat.check import CheckOptions, check
+    from langfeat.experiments.check import CheckOptions, check
 
     result = check(CheckOptions(
         texts=list(text), model=model, feature_set=feature_set,

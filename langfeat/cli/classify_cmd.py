@@ -9,12 +9,12 @@ from pathlib import Path
 
 import polars as pl
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
 from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 from langfeat.errors import UsageError
+from langfeat.progress import progress_bar
 
 
 class Show(str, enum.Enum):
@@ -68,7 +68,7 @@ def classify_command(
     output: OutputOption = None,
 ) -> None:
     """Identify the language of each text by votes of language-specific features (or fastText); store and score."""
-    from langfeat.classify import ClassifyOptions, check_options, classify
+    from langfeat.experiments.classify import ClassifyOptions, check_options, classify
     from langfeat.store import open_store
 
     opts = ClassifyOptions(
@@ -82,8 +82,7 @@ def classify_command(
     check_options(opts)
     progress = None
     if opts.classifier == "neuron-count":  # the only classifier with forward passes of its own
-        progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                            TimeRemainingColumn(), console=err_console, transient=True)
+        progress = progress_bar()
     with progress or contextlib.nullcontext():
         result = classify(opts, progress, log=_log)
     _log(f"stored classify result [bold]{result}[/]")
@@ -103,7 +102,7 @@ def report_classify(
     output: OutputOption = None,
 ) -> None:
     """Accuracy, macro and per-class precision/recall/F1 and the confusion matrix of classify results."""
-    from langfeat import classify as lib
+    from langfeat.experiments import classify as lib
     from langfeat.store import open_store
 
     with open_store(store) as st:
@@ -114,7 +113,7 @@ def report_classify(
 
 
 def _report(st, names: list[str], show: Show, fmt: Format, output: Path | None) -> None:
-    from langfeat import classify as lib
+    from langfeat.experiments import classify as lib
 
     table_out = fmt is Format.table and output is None
     if show is not Show.summary and len(names) > 1 and show is not Show.classes:
@@ -189,7 +188,7 @@ def import_explanations_command(
     store: StoreOption = None,
 ) -> None:
     """Load feature explanations (e.g. delphi's) into the store; `langfeat check` shows them."""
-    from langfeat.check import import_explanations
+    from langfeat.experiments.check import import_explanations
 
     n = import_explanations(str(store) if store else None, folder, name)
     _log(f"stored {n} explanations as [bold]{name}[/]")

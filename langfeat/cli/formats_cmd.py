@@ -45,7 +45,7 @@ def import_counts_cmd(
     Example: langfeat import-counts counts/ --kind sae --model meta-llama/Llama-3.2-1B
     --sae-model EleutherAI/sae-Llama-3.2-1B-131k
     """
-    from langfeat.paper import import_counts
+    from langfeat.formats.paper import import_counts
 
     df = import_counts(directory, kind, model, sae_model=sae_model, store=store, overwrite=overwrite)
     err_console.print(f"{(df['status'] == 'imported').sum()} run(s) imported, {(df['status'] == 'exists').sum()} "
@@ -75,7 +75,7 @@ def import_lape_cmd(
 
     Example: langfeat import-lape lape_all.pt --name paper_lape_all
     """
-    from langfeat.paper import import_lape
+    from langfeat.formats.paper import import_lape
 
     features, run_rows = _with_warnings(
         lambda: import_lape(file, name=name, store=store, kind=kind, model=model, sae_model=sae_model, runs=runs,
@@ -104,7 +104,7 @@ def export_pt_cmd(
 
     Example: langfeat export-pt lape_all lape_all.pt --local-sae-dir saes/
     """
-    from langfeat.paper import export_pt
+    from langfeat.formats.paper import export_pt
 
     path = export_pt(store, name, file, sae_model=sae_model, local_sae_dir=local_sae_dir)
     err_console.print(f"wrote {path}", highlight=False)

@@ -6,11 +6,12 @@ from pathlib import Path
 
 import typer
 
-from langfeat import generate as gen
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
 from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
-from langfeat.cli.ppl_cmd import progress_bar, split_values
+from langfeat.cli.ppl_cmd import split_values
 from langfeat.errors import UsageError
+from langfeat.experiments import generate as gen
+from langfeat.progress import progress_bar
 
 
 def _floats(values: list[str]) -> list[float]:

@@ -113,7 +113,7 @@ def identify_cmd(
             df.write_csv(export_csv)
             err_console.print(f"wrote {export_csv}", highlight=False)
         if export_pt is not None:
-            from langfeat.paper import export_pt as write_pt
+            from langfeat.formats.paper import export_pt as write_pt
 
             write_pt(st, set_name, export_pt, local_sae_dir=local_sae_dir)
             err_console.print(f"wrote {export_pt}", highlight=False)

@@ -6,20 +6,12 @@ from pathlib import Path
 
 import polars as pl
 import typer
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from langfeat import ppl as ppl_lib
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
 from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
-
-
-def progress_bar() -> Progress:
-    """The progress bar long commands draw on stderr."""
-    return Progress(
-        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
-        console=err_console, transient=True,
-    )
+from langfeat.experiments import ppl as ppl_lib
+from langfeat.progress import progress_bar
 
 
 def split_values(values: list[str] | None) -> list[str]:

@@ -62,7 +62,8 @@ def runs_cmd(
     output: OutputOption = None,
 ) -> None:
     """List the runs of the store (every status), oldest first."""
-    from langfeat.store import open_store, run_summary
+    from langfeat.reports import run_summary
+    from langfeat.store import open_store
 
     with open_store(store) as st:
         df = st.runs(status=status) if all_columns else run_summary(st, status=status)

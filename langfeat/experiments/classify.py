@@ -186,9 +186,9 @@ def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[
                 ) -> list[dict[str, Any]]:
     """One complete run per source covering ``layers``: re-used from the store, or ingested now."""
     from langfeat.ingest import IngestConfig, ingest
-    from langfeat.layout import Layout
-    from langfeat.runs import all_manifests
     from langfeat.store import ensure_store
+    from langfeat.store.layout import Layout
+    from langfeat.store.runs import all_manifests
 
     layout: Layout = ensure_store(opts.store)
     manifests = all_manifests(layout)
@@ -385,8 +385,8 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
 
     ``progress`` is an optional rich Progress (neuron-count forward passes); ``log`` receives status lines.
     """
-    from langfeat.results import check_name, write_result
     from langfeat.store import ensure_store, open_store
+    from langfeat.store.results import check_name, write_result
 
     log = log or (lambda _msg: None)
     check_options(opts)

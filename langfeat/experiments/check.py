@@ -23,9 +23,9 @@ from typing import Any
 import duckdb
 import polars as pl
 
-from langfeat.classify import SAE_CLASSIFIERS, candidate_langs, check_minmax, read_set, select_units
 from langfeat.errors import UsageError
-from langfeat.layout import sql_text
+from langfeat.experiments.classify import SAE_CLASSIFIERS, candidate_langs, check_minmax, read_set, select_units
+from langfeat.store.layout import sql_text
 
 VOTE_SQL = ("61_classify_votes.sql", "62_classify_predictions.sql")
 _RUN = "memory"
@@ -203,8 +203,8 @@ def load_explanations(store: Any, name: str | None = None) -> pl.DataFrame:
 def check(opts: CheckOptions) -> CheckResult:
     """Run ``langfeat check``: load the set, model and SAEs, encode the texts and match the set's features."""
     from langfeat.layers import LayerPatternError, parse
-    from langfeat.layout import store_path
     from langfeat.models import base_prefix, load_model, load_sae
+    from langfeat.store.layout import store_path
 
     if (opts.feature_set is None) == (opts.lape_result_path is None):
         raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
@@ -271,8 +271,8 @@ def read_explanations(folder: str | os.PathLike) -> pl.DataFrame:
 
 def import_explanations(store: str | None, folder: str | os.PathLike, name: str) -> int:
     """Store the explanations of ``folder`` as ``feature_explanations`` result ``name``; return the row count."""
-    from langfeat.results import check_name, write_result
     from langfeat.store import ensure_store
+    from langfeat.store.results import check_name, write_result
 
     check_name(name)
     frame = read_explanations(folder)

@@ -17,8 +17,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from langfeat.errors import UsageError
-from langfeat.layout import Layout, arrow_schemas
-from langfeat.runs import write_json_atomic
+from langfeat.store.layout import Layout, arrow_schemas
+from langfeat.store.runs import write_json_atomic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 

@@ -20,7 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from langfeat.layout import arrow_schemas
+from langfeat.store.layout import arrow_schemas
 
 EVENT_ROW_GROUP = 1 << 20
 WRITE_THREADS = int(os.environ.get("LANGFEAT_WRITE_THREADS", "8"))  # layer files written at once

@@ -251,8 +251,8 @@ def default_name(opts: PplOptions, int_langs: Sequence[str]) -> str:
 def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     """Run ``langfeat ppl``: load everything once, sweep, store the per-sentence results. Returns (name, rows)."""
     from langfeat.models import load_model, model_id
-    from langfeat.results import check_name, write_result
     from langfeat.store import ensure_store
+    from langfeat.store.results import check_name, write_result
 
     check_options(opts)
     features = None

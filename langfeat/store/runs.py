@@ -15,12 +15,12 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from langfeat.errors import StoreError
-from langfeat.layout import Layout
+from langfeat.errors import StoreError, UsageError
+from langfeat.store.layout import Layout
 
 # Keys that define a run's identity: the same values give the same run_id (so a rerun resumes it).
 IDENTITY_KEYS = (
@@ -167,3 +167,29 @@ def drop_run(layout: Layout, run_id: str, locked: bool = False) -> None:
                 shutil.rmtree(trash, ignore_errors=True)
         with contextlib.suppress(FileNotFoundError):
             layout.manifest(run_id).unlink()
+
+
+def resolve_runs(path: str | os.PathLike | None, run_ids: Iterable[str]) -> list[str]:
+    """Full run ids for ``run_ids`` (each a run id or a unique prefix of one); UsageError if any is unknown."""
+    layout = Layout(path)
+    known = [m["run_id"] for m in all_manifests(layout)]
+    out: list[str] = []
+    for given in run_ids:
+        if read_manifest(layout, given) is not None:
+            out.append(given)
+            continue
+        matches = [r for r in known if r.startswith(given)] if given else []
+        if len(matches) != 1:
+            why = "matches several runs" if matches else "is not a run"
+            raise UsageError(f"{given!r} {why} in {layout.root}: list the run ids with `langfeat runs`")
+        out.append(matches[0])
+    return list(dict.fromkeys(out))
+
+
+def remove_runs(path: str | os.PathLike | None, run_ids: Iterable[str]) -> list[str]:
+    """Drop the given runs (data first, then manifest); all ids are checked before anything is removed."""
+    layout = Layout(path)
+    full = resolve_runs(path, run_ids)
+    for run_id in full:
+        drop_run(layout, run_id)
+    return full

@@ -64,7 +64,7 @@ def generation_config(tokenizer: Any, sampling: Sampling) -> Any:
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """The prompt's token ids, BOS first; an empty prompt is BOS alone (as in the paper)."""
-    from langfeat.ppl import encode_texts
+    from langfeat.experiments.ppl import encode_texts
 
     ids = encode_texts(tokenizer, [prompt])[0]
     if not ids:
@@ -195,10 +195,10 @@ def check_options(opts: GenerateOptions) -> None:
 
 def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     """Run ``langfeat generate`` for every (language, α); store and return (name, rows)."""
+    from langfeat.experiments.ppl import intervention_langs
     from langfeat.models import load_model, model_id
-    from langfeat.ppl import intervention_langs
-    from langfeat.results import check_name, write_result
     from langfeat.store import ensure_store
+    from langfeat.store.results import check_name, write_result
 
     check_options(opts)
     steered = any(a != 0 for a in opts.multipliers)

@@ -30,8 +30,8 @@ import polars as pl
 
 from langfeat import langs
 from langfeat.errors import UsageError
-from langfeat.layout import Layout
-from langfeat.results import check_name, to_arrow
+from langfeat.store.layout import Layout
+from langfeat.store.results import check_name, to_arrow
 
 __all__ = [
     "COUNT_KEYS", "LapeAlignmentWarning", "PaperCounts", "count_files", "export_pt", "import_counts",
@@ -222,8 +222,8 @@ def _import_record(
 def _write_runs(layout: Layout, kind: str, items: list[tuple[dict[str, Any], pl.DataFrame, int, int]],
                 overwrite: bool) -> pl.DataFrame:
     """Stage and commit one import run per ``(record, counts frame, n_docs, n_tokens)``; a summary frame."""
-    from langfeat import runs
-    from langfeat.writer import write_parquet_atomic
+    from langfeat.store import runs
+    from langfeat.store.writer import write_parquet_atomic
 
     table = KINDS[kind][0]
     rows = []
@@ -485,7 +485,7 @@ def write_feature_set(
     layout: Layout, name: str, df: pl.DataFrame, params: dict[str, Any], overwrite: bool = False
 ) -> Path:
     """Write feature set ``name`` (``sets/name=<name>/features.parquet`` + ``params.json``) atomically."""
-    from langfeat.results import publish
+    from langfeat.store.results import publish
 
     check_name(name)
     return publish(layout.set_dir(name), "feature_sets", "features.parquet", df, params, overwrite,
@@ -541,8 +541,8 @@ def import_lape(
     per language is written too (dataset = the file name, config = the language name), so identification can be
     re-run with other thresholds. Returns ``(feature set frame, runs summary frame)``.
     """
-    from langfeat.runs import now
     from langfeat.store import ensure_store
+    from langfeat.store.runs import now
 
     path = Path(path)
     name = check_name(name or path.stem)

@@ -1,0 +1,179 @@
+"""The store as a database: :class:`Store`, an in-memory DuckDB connection holding every view over the files.
+
+``open_store(path)`` runs every ``db/*.sql`` view file and then every ``queries/*.sql`` file on an in-memory
+connection (``{store}`` replaced by the absolute store path). An in-memory connection locks nothing, so readers
+work while an ingestion writes: runs appear in ``data/`` by an atomic rename only when complete.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from typing import Any
+
+import duckdb
+import polars as pl
+
+from langfeat.errors import StoreError, UsageError
+from langfeat.store.catalog import execute_views, one_line, refresh_catalog, view_descriptions, view_files
+from langfeat.store.layout import Layout, store_path
+from langfeat.store.placeholders import ensure_store, missing_placeholders
+
+__all__ = ["Store", "open_store"]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the Store
+
+
+class Store:
+    """A langfeat store opened for queries: an in-memory DuckDB connection holding every view."""
+
+    def __init__(self, layout: Layout, files: Sequence[tuple[str, str]] | None = None):
+        self.layout = layout
+        self.root = layout.root
+        self.con = duckdb.connect(":memory:")
+        try:
+            self.con.execute("SET TimeZone = 'UTC'")
+            execute_views(self.con, self.root, view_files() if files is None else files)
+        except BaseException:
+            self.con.close()
+            raise
+
+    def __repr__(self) -> str:
+        return f"Store({str(self.root)!r})"
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        self.con.close()
+
+    # -- queries -------------------------------------------------------------------------------------------------
+
+    def sql(self, query: str, params: Sequence[Any] | dict[str, Any] | None = None) -> pl.DataFrame:
+        """Run ``query`` (``?`` or ``$name`` parameters from ``params``) and return the result as a frame."""
+        try:
+            rel = self.con.sql(query, params=params)
+            return pl.DataFrame() if rel is None else rel.pl()
+        except duckdb.Error as exc:
+            raise UsageError(f"SQL error: {one_line(exc)}") from None
+
+    def views(self) -> list[str]:
+        """The names of every view (raw tables and statistics), sorted."""
+        rows = self.con.sql(
+            "SELECT view_name FROM duckdb_views() WHERE NOT internal AND schema_name = 'main' ORDER BY view_name"
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def columns(self, name: str) -> dict[str, str]:
+        """``{column: DuckDB type}`` of view ``name``."""
+        self._check_view(name)
+        rows = self.con.sql(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE schema_name = 'main' AND table_name = ? "
+            "ORDER BY column_index",
+            params=[name],
+        ).fetchall()
+        return dict(rows)
+
+    def schema(self) -> pl.DataFrame:
+        """One row per view column: view, column, type (and the view's description from its SQL comment)."""
+        desc = view_descriptions()
+        rows = self.con.sql(
+            "SELECT c.table_name, c.column_name, c.data_type FROM duckdb_columns() c "
+            "JOIN duckdb_views() v ON v.view_name = c.table_name AND v.schema_name = c.schema_name "
+            "WHERE NOT v.internal AND c.schema_name = 'main' ORDER BY c.table_name, c.column_index"
+        ).fetchall()
+        return pl.DataFrame(
+            {
+                "view": [r[0] for r in rows],
+                "column": [r[1] for r in rows],
+                "type": [r[2] for r in rows],
+                "description": [desc.get(r[0], "") for r in rows],
+            },
+            schema={"view": pl.String, "column": pl.String, "type": pl.String, "description": pl.String},
+        )
+
+    def _check_view(self, name: str) -> None:
+        if name not in self.views():
+            raise UsageError(f"no view named {name!r}: list them with `langfeat views`")
+
+    def view(self, name: str, /, **filters: Any) -> pl.DataFrame:
+        """Rows of view ``name`` where every ``column=value`` holds (list/tuple/set: IN; None: no filter)."""
+        cols = self.columns(name)
+        where, params = [], []
+        for col, value in filters.items():
+            if value is None:
+                continue
+            if col not in cols:
+                raise UsageError(f"view {name} has no column {col!r}: its columns are {', '.join(cols)}")
+            if isinstance(value, (list, tuple, set, frozenset)):
+                values = list(value)
+                if not values:
+                    where.append("false")
+                    continue
+                where.append(f'"{col}" IN ({", ".join("?" * len(values))})')
+                params += values
+            else:
+                where.append(f'"{col}" = ?')
+                params.append(value)
+        query = f'SELECT * FROM "{name}"' + (f" WHERE {' AND '.join(where)}" if where else "")
+        return self.sql(query, params or None)
+
+    # -- the raw views -------------------------------------------------------------------------------------------
+
+    def runs(self, **filters: Any) -> pl.DataFrame:
+        """Run manifests (every status), by run number; ``filters`` as in :meth:`view` (e.g. ``status='complete'``)."""
+        return self.view("runs", **filters).sort("run_num", nulls_last=True)
+
+    def docs(self, run_id: Any = None, lang: Any = None, dataset: Any = None) -> pl.DataFrame:
+        return self.view("docs", run_id=run_id, lang=lang, dataset=dataset)
+
+    def tokens(self, run_id: Any = None, lang: Any = None, doc_id: Any = None) -> pl.DataFrame:
+        return self.view("tokens", run_id=run_id, lang=lang, doc_id=doc_id)
+
+    def events(self, run_id: Any = None, layer: Any = None, lang: Any = None) -> pl.DataFrame:
+        return self.view("events", run_id=run_id, layer=layer, lang=lang)
+
+    def feature_counts(self, run_id: Any = None, layer: Any = None, lang: Any = None) -> pl.DataFrame:
+        return self.view("feature_counts", run_id=run_id, layer=layer, lang=lang)
+
+    def neuron_counts(self, run_id: Any = None, layer: Any = None, lang: Any = None) -> pl.DataFrame:
+        return self.view("neuron_counts", run_id=run_id, layer=layer, lang=lang)
+
+    def languages(self) -> pl.DataFrame:
+        return self.view("languages")
+
+    def feature_sets(self, name: Any = None) -> pl.DataFrame:
+        return self.view("feature_sets", name=name)
+
+
+def open_store(path: str | os.PathLike | None = None, create: bool = False) -> Store:
+    """Open the store at ``path`` / ``$LANGFEAT_STORE`` / ``./langfeat-store`` (``create``: make it if missing)."""
+    root = store_path(path)
+    if not root.exists() and not create:
+        raise StoreError(f"no langfeat store at {root}: run `langfeat ingest ... --store {root}` first or pass --store")
+    if root.exists() and not root.is_dir():
+        raise StoreError(f"{root} is a file, not a langfeat store: pass --store pointing at a store directory")
+    if root.exists() and not os.access(root, os.R_OK | os.X_OK):
+        raise StoreError(f"the store {root} is not readable: check its permissions or pass another --store")
+    layout = Layout(root)
+    if not layout.runs_dir.is_dir() and not create:
+        raise StoreError(f"{root} is not a langfeat store (it has no runs/ folder): pass --store pointing at a store")
+    if create or missing_placeholders(layout):
+        try:
+            ensure_store(root)
+        except StoreError:
+            raise StoreError(
+                f"the store {root} lacks placeholder files and is not writable: run `langfeat catalog --store "
+                f"{root}` as its owner once"
+            ) from None
+    files = view_files()
+    store = Store(layout, files)
+    refresh_catalog(root, files=files)
+    return store
+
+
