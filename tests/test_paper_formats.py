@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from factories import write_set
 from typer.testing import CliRunner
 
 from langfeat.cli import app
@@ -285,7 +286,6 @@ def test_import_lape_writes_set_and_runs(tmp_path):
 
 def make_set(store: Path, name: str = "myset") -> pl.DataFrame:
     """A stored sae feature set over en/de/th/ja where German has no features (params list all four)."""
-    layout = ensure_store(store)
     df = pl.DataFrame({
         "algorithm": "sae-lape", "kind": "sae",
         "lang": ["th", "th", "th", "en", "ja"],
@@ -301,7 +301,7 @@ def make_set(store: Path, name: str = "myset") -> pl.DataFrame:
     params = {"algorithm": "sae-lape", "langs": ["en", "de", "th", "ja"], "layers": 4,
               "num_examples": {"en": 5, "de": 6, "th": 7, "ja": 8}, "num_tokens": {"en": 50, "de": 60, "th": 70,
                                                                                    "ja": 80}}
-    paper.write_feature_set(layout, name, df, params)
+    write_set(store, name, df, params=params)
     return df
 
 
