@@ -301,3 +301,18 @@ def write_store(root: Path, counts: Counts, kind: str = "sae", model: str = "toy
         manifest = write_run(layout, record, {table: columns}, n_docs=counts.n_doc[r], n_tokens=counts.n_tok[r])
         ids.append(manifest["run_id"])
     return ids
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# reading CLI output
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of the rich tables in ``text``: one list of stripped cells per line drawn as ``│ … │``
+    (a table nested in a panel keeps an empty first and last cell)."""
+    rows = []
+    for line in text.splitlines():
+        s = line.strip()
+        if len(s) > 1 and s[0] == s[-1] == "│":
+            rows.append([c.strip() for c in s[1:-1].split("│")])
+    return rows

@@ -2,18 +2,22 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from pathlib import Path
 
 import factories
 import polars as pl
 import pytest
+from factories import table_rows
 from typer.testing import CliRunner
 
 from langfeat import reports
 from langfeat.cli import app
 from langfeat.errors import UsageError
 from langfeat.store import ensure_store
+from langfeat.store.layout import doc_id
 
 LAYER, FEAT = 1, 5
 
@@ -134,20 +138,57 @@ def test_feature_report_filters_and_neurons(store):
 def test_cli_reports(store):
     runner = CliRunner()
     root = str(store["root"])
+    en_tokens = sum(len(t) for t in store["en_ids"])
     res = runner.invoke(app, ["sets", "--store", root, "--format", "csv"])
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[1].startswith("s1,sae-lape,sae,4,5,2,0-2,")
     res = runner.invoke(app, ["report", "features", "s1", "--store", root])
     assert res.exit_code == 0, res.output
     assert "Thai" in res.stdout and "all" in res.stdout
+    assert table_rows(res.stdout) == [
+        ["en", "English", "2", "0", "1", "1", "0.5", "0.6", "0.7"],
+        ["de", "German", "0", "0", "0", "0", "", "", ""],
+        ["th", "Thai", "3", "1", "2", "0", "0.2", "0.4", "0.9"],
+        ["all", "all", "5", "1", "3", "1", "0.2", "0.5", "0.9"],
+    ]
     res = runner.invoke(app, ["report", "features", "s1", "--store", root, "--format", "json"])
     assert res.exit_code == 0 and '"lang":"all"' in res.stdout
+    names = ["lang", "lang_name", "n", "L0", "L1", "L2", "entropy_min", "entropy_median", "entropy_max"]
+    assert json.loads(res.stdout) == [dict(zip(names, row, strict=True)) for row in [
+        ("en", "English", 2, 0, 1, 1, 0.5, 0.6, 0.7), ("de", "German", 0, 0, 0, 0, None, None, None),
+        ("th", "Thai", 3, 1, 2, 0, 0.2, 0.4, 0.9), ("all", "all", 5, 1, 3, 1, 0.2, 0.5, 0.9)]]
     res = runner.invoke(app, ["report", "languages", "--store", root])
     assert res.exit_code == 0 and "totals per language" in res.stdout
+    totals = res.stdout[res.stdout.index("totals per language"):]
+    assert table_rows(totals) == [
+        ["en", "English", "1", "2", str(en_tokens), f"{en_tokens / 2:g}"], ["fr", "French", "1", "1", "3", "3"],
+        ["de", "German", "1", "1", "4", "4"], ["th", "Thai", "1", "3", "11", "3.7"],
+    ]
     res = runner.invoke(app, ["report", "feature", "1:5", "--store", root, "--top", "2"])
     assert res.exit_code == 0, res.output
     assert "sae 1:5" in res.stdout and "top activations" in res.stdout and "s1" in res.stdout
+    p = [2 / en_tokens, 0.0, 1 / 11]
+    entropy = -sum(x / sum(p) * math.log(x / sum(p)) for x in p if x > 0)
+    assert f"sae 1:5  entropy {entropy:.3g}  over 3 run(s)" in res.stdout.splitlines()[0]
+    cells = [[c for c in row if c] for row in table_rows(res.stdout)]
+    assert [c for c in cells if c[0] == "s1"] == [["s1", "sae-lape", "en", "1", "0.5", "0.1"],
+                                                  ["s1", "sae-lape", "th", "1", "0.2", "0.3"]]
+    en_docs = [doc_id(store["en"]["run_num"], i) for i in range(2)]
+    contexts = [c for c in cells if c[1:2] == ["en"] and c[2:3] in ([str(d)] for d in en_docs)]
+    assert [c[:4] for c in contexts] == [["3.5", "en", str(en_docs[1]), "2"], ["2", "en", str(en_docs[0]), "1"]]
+    tok, ids = store["tok"], store["en_ids"]
+    for (_, _, _, pos, shown), doc in zip(contexts, (ids[1], ids[0]), strict=True):
+        pos = int(pos)
+        text = tok.decode(doc[max(0, pos - 8):pos]) + tok.decode(doc[pos:pos + 1]) + tok.decode(doc[pos + 1:pos + 9])
+        assert len(shown) >= 10 and text.startswith(shown)  # the context column, cut to the terminal width
     res = runner.invoke(app, ["report", "feature", "1:5", "--store", root, "--format", "csv"])
     assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("lang,lang_name,runs,docs,tokens")
+    csv = pl.read_csv(io.StringIO(res.stdout))
+    assert csv.select("lang", "lang_name", "runs", "docs", "tokens", "tok_count", "doc_count").rows() == [
+        ("en", "English", 1, 2, en_tokens, 2, 2), ("de", "German", 1, 1, 4, 0, 0), ("th", "Thai", 1, 3, 11, 1, 1)]
+    assert csv["p"].to_list() == pytest.approx(p)
+    assert csv["coverage"].to_list() == pytest.approx([1.0, 0.0, 1 / 3])
+    assert csv["q"].to_list() == pytest.approx([x / sum(p) for x in p])
+    assert csv["act_max"].to_list() == [3.5, None, 1.0] and csv["act_mean"].to_list()[0] == pytest.approx(2.75)
     res = runner.invoke(app, ["report", "feature", "x", "--store", root])
     assert res.exit_code == 2 and "LAYER:FEATURE" in res.output
