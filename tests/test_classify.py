@@ -9,7 +9,7 @@ import fasttext
 import numpy as np
 import polars as pl
 import pytest
-from factories import write_set
+from factories import table_rows, write_set
 from hand import capture, vote
 from typer.testing import CliRunner
 
@@ -283,6 +283,23 @@ def test_cli_classify_and_report(env):
     assert pl.read_csv(res.stdout.encode()).equals(side)
     res = runner.invoke(app, ["report", "classify", "cli", "--store", str(env["store"])])
     assert res.exit_code == 0 and "confusion" in res.stdout
+    # the three tables (metrics, per class, confusion) against the hand votes of the default sae-count
+    preds = {d: vote(s) for d, s in hand_scores(env, "sae-count").items()}
+    pairs = [(label, preds[d]) for d, label in env["docs"].select("doc_id", "lang").iter_rows()]
+    order = ["en", "ja", "th"]  # English, Japanese, Thai
+    rows = table_rows(res.stdout)
+    head, per_class, conf = rows[0], rows[1:4], rows[4:]
+    assert head[0] == "cli" and head[2:5] == [str(len(pairs)), "3", str(sum(p == "unknown" for _, p in pairs))]
+    assert float(head[5]) == pytest.approx(sum(y == p for y, p in pairs) / len(pairs), abs=1e-4)
+    for row, c in zip(per_class, order, strict=True):
+        support, predicted = sum(y == c for y, _ in pairs), sum(p == c for _, p in pairs)
+        tp = sum(y == p == c for y, p in pairs)
+        prec, rec = tp / predicted if predicted else 0.0, tp / support
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        assert row[:4] == [c, str(support), str(predicted), str(tp)]
+        assert [float(x) for x in row[4:]] == pytest.approx([prec, rec, f1], abs=1e-4)
+    want = Counter(pairs)
+    assert conf == [[y, *(str(want[(y, p)]) if want[(y, p)] else "·" for p in order)] for y in order]
     res = runner.invoke(app, ["report", "classify", "nope", "--store", str(env["store"])])
     assert res.exit_code == 2 and "no classify result named 'nope'" in res.output
     res = runner.invoke(app, ["classify", env["dataset"], "--lang", "en", "--classifier-type", "x",
