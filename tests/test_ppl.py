@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import math
 
 import numpy as np
@@ -179,6 +180,17 @@ def test_cli_sweep_stores_results_and_reports(toy_model_dir, toy_sae_dir, tmp_pa
     got = rows.filter((pl.col("int_lang") == "de") & (pl.col("lang") == "en")).sort("row")
     np.testing.assert_allclose(got["ppl"].to_numpy(), direct["ppl"].to_numpy(), rtol=1e-5)
     assert "mean_delta" in res.stdout.splitlines()[0]  # the CSV summary on stdout
+    summary = pl.read_csv(io.StringIO(res.stdout))
+    baseline = rows.filter(pl.col("intervention") == "none")
+    base = {(r["lang"], r["row"]): r["ppl"] for r in baseline.iter_rows(named=True)}
+    deltas: dict[tuple[str, str], list[float]] = {}
+    for r in rows.filter(pl.col("intervention") != "none").iter_rows(named=True):
+        deltas.setdefault((r["int_lang"], r["lang"]), []).append(r["ppl"] - base[(r["lang"], r["row"])])
+    assert list(zip(summary["int_lang"], summary["lang"], strict=True)) == [
+        ("en", "en"), ("en", "de"), ("de", "en"), ("de", "de")]  # English name order
+    for r in summary.iter_rows(named=True):
+        assert r["mean_delta"] == pytest.approx(float(np.mean(deltas[(r["int_lang"], r["lang"])])), rel=1e-9)
+        assert r["n_pairs"] == 5
 
     rep = CliRunner().invoke(app, ["report", "ppl", "sweep1", "--store", str(store), "--format", "csv"])
     assert rep.exit_code == 0, rep.output
@@ -189,6 +201,9 @@ def test_cli_sweep_stores_results_and_reports(toy_model_dir, toy_sae_dir, tmp_pa
     assert cell == pytest.approx(expect["mean_delta"][0], rel=1e-9)
     listing = CliRunner().invoke(app, ["report", "ppl", "--store", str(store), "--format", "csv"])
     assert "sweep1" in listing.stdout
+    assert pl.read_csv(io.StringIO(listing.stdout)).select("name", "intervention", "n_int_langs", "n_eval_langs",
+                                                           "n_rows").rows() == [
+        ("sweep1", "none", 0, 2, 10), ("sweep1", "sae-features", 2, 2, 20)]
 
     bad = CliRunner().invoke(app, ["ppl", str(toy_model_dir), pattern, "--lang", "eng_Latn",
                                    "--intervention-type", "sae-features", "--intervention-lang", "fr",
