@@ -247,6 +247,9 @@ def test_ingest_texts_in_memory(toy, toy_sae_dir, tmp_path):
     got = _store_tables(tmp_path / "s")["events"]
     want, _, _ = hand(model, tokenizer, {1: saes[1]}, texts)
     assert len(got) == len(want) and set(got["dataset"]) == {"probe-set"}
+    got = got.with_columns(doc=(pl.col("doc_id") - (m["run_num"] << 40)).cast(pl.Int32),
+                           layer=pl.col("layer").cast(pl.Int32))
+    _same_events(got.select("doc", "pos", "layer", "feature", "act"), want)
 
 
 def _ingest_cli(args: list[str]):
