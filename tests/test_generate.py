@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import io
+
 import polars as pl
 import pytest
 import torch
@@ -207,6 +209,15 @@ def test_cli_generate_stores_judged_samples(toy_model_dir, toy_sae_dir, tmp_path
     assert texts["fr"] == texts["ru"]
     header = res.stdout.splitlines()[0].split(",")
     assert header[:3] == ["lang", "multiplier", "last_token"] and "switch_rate" in header
+    summary = pl.read_csv(io.StringIO(res.stdout))
+    cells = {}
+    for (lang, mult), part in rows.group_by("lang", "multiplier"):
+        judged = part.filter(pl.col("lid_lang").is_not_null())
+        cells[(lang, mult)] = (part.height, judged.height, judged.filter(pl.col("lid_lang") == lang).height)
+    got = {(r["lang"], r["multiplier"]): r for r in summary.iter_rows(named=True)}
+    assert {k: (r["n"], r["n_judged"], r["n_target"]) for k, r in got.items()} == cells
+    for key, (_, n_judged, n_target) in cells.items():
+        assert got[key]["switch_rate"] == (pytest.approx(n_target / n_judged) if n_judged else None)
     rep = CliRunner().invoke(app, ["report", "generate", "g", "--store", str(store), "--samples", "1"])
     assert rep.exit_code == 0, rep.output
     assert "switch_rate by α" in rep.stdout
