@@ -278,14 +278,15 @@ def test_cli_classify_and_report(env):
         want = metrics(st, ["cli"]).row(0, named=True)
         side, _per_class = compare(st, ["cli", "ft2"])
     assert rows[0]["accuracy"] == pytest.approx(want["accuracy"])
+    preds = {d: vote(s) for d, s in hand_scores(env, "sae-count").items()}
+    pairs = [(label, preds[d]) for d, label in env["docs"].select("doc_id", "lang").iter_rows()]
+    assert rows[0]["accuracy"] == pytest.approx(sum(y == p for y, p in pairs) / len(pairs))
     res = runner.invoke(app, ["report", "classify", "cli", "ft2", "--store", str(env["store"]), "--format", "csv"])
     assert res.exit_code == 0, res.output
     assert pl.read_csv(res.stdout.encode()).equals(side)
     res = runner.invoke(app, ["report", "classify", "cli", "--store", str(env["store"])])
     assert res.exit_code == 0 and "confusion" in res.stdout
     # the three tables (metrics, per class, confusion) against the hand votes of the default sae-count
-    preds = {d: vote(s) for d, s in hand_scores(env, "sae-count").items()}
-    pairs = [(label, preds[d]) for d, label in env["docs"].select("doc_id", "lang").iter_rows()]
     order = ["en", "ja", "th"]  # English, Japanese, Thai
     rows = table_rows(res.stdout)
     head, per_class, conf = rows[0], rows[1:4], rows[4:]

@@ -147,3 +147,21 @@ def test_cli_identify_neuron_lape(toy_store):
     assert sorted(zip(df["lang"], df["layer"], df["feature"], strict=True)) == sorted(
         zip(want["lang"], want["layer"], want["feature"], strict=True))
     assert "64 units per layer" in res.output
+    # against the numpy LAPE on the stored neuron counts (dense, 64 neurons per layer), paper defaults
+    with open_store(root) as st:
+        counts = st.neuron_counts().rename({"neuron": "unit"})
+        docs = st.docs()
+    order = ["en", "ru", "th"]
+    tok, _ = _dense(counts, order, 64)
+    n_tok = np.array([docs.filter(pl.col("lang") == t)["n_tokens"].sum() for t in order])
+    ref_sel = ref.select(ref.lape_assign(tok, n_tok, 0.95, 0.05, 0.95), len(order))
+    for i, tag in enumerate(order):
+        mine = df.filter(pl.col("lang") == tag).sort("rank")
+        assert list(zip(mine["layer"], mine["feature"], strict=True)) == [(LAYERS[m.layer], m.unit)
+                                                                         for m in ref_sel[i]]
+        np.testing.assert_allclose(mine["entropy"].to_numpy(), [m.entropy for m in ref_sel[i]], rtol=1e-9)
+    assert df.height == sum(len(v) for v in ref_sel.values()) > 0
+    line = (f"algorithm lape (neuron); {df.select('layer', 'feature').unique().height} units, {df.height} "
+            f"(language, unit) memberships; 64 units per layer; entropy {df['entropy'].min():.4f} – "
+            f"{df['entropy'].max():.4f}; 3 runs, layers 1–2")
+    assert line in res.stdout.splitlines()
