@@ -45,3 +45,13 @@ def toy_sae_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("toy_saes")
     build_saes(out, TOY_LAYERS)
     return out
+
+
+@pytest.fixture(scope="module")
+def toy(toy_model_dir, toy_sae_dir):
+    """The toy model, its tokenizer and its SAEs ``{layer: SparseCoder}`` at every layer, loaded once per module."""
+    from langfeat.models import load_model, load_sae
+
+    model, tokenizer = load_model(str(toy_model_dir), device="cpu")
+    saes = {layer: load_sae(f"layers.{layer}.mlp", local_sae_dir=toy_sae_dir) for layer in TOY_LAYERS}
+    return model, tokenizer, saes

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
-import torch
+from factories import write_set
+from hand import fired_positions, vote
 from typer.testing import CliRunner
 
 from conftest import TOY_LAYERS, flores_lines
@@ -22,48 +22,13 @@ from langfeat.experiments.check import (
     token_pieces,
 )
 from langfeat.experiments.classify import select_units
-from langfeat.models import load_model, load_sae
-from langfeat.store import ensure_store
-from langfeat.store.results import to_arrow
 
 TEXTS = [flores_lines("eng_Latn", 1)[0], flores_lines("tha_Thai", 1)[0], "ok"]
 
 
 @pytest.fixture(scope="module")
-def toy(toy_model_dir, toy_sae_dir):
-    model, tokenizer = load_model(str(toy_model_dir), device="cpu")
-    saes = {layer: load_sae(f"layers.{layer}.mlp", local_sae_dir=toy_sae_dir) for layer in TOY_LAYERS}
-    return model, tokenizer, saes
-
-
-def hand_events(model, tokenizer, saes, texts):
-    """{doc: {(layer, feature): [positions]}} and token ids, one text at a time (fp16 activation > 0)."""
-    out, ids_all = [], []
-    outs: dict[int, torch.Tensor] = {}
-    for text in texts:
-        ids = tokenizer(text, return_tensors="pt")["input_ids"]
-        ids_all.append(ids[0].tolist())
-        hooks = [model.model.layers[layer].mlp.register_forward_hook(
-            lambda m, a, o, layer=layer: outs.__setitem__(layer, o[0])) for layer in saes]
-        with torch.no_grad():
-            model(ids)
-        for h in hooks:
-            h.remove()
-        fired: dict[tuple[int, int], list[int]] = {}
-        for layer, sae in saes.items():
-            enc = sae.encode(outs[layer])
-            acts = enc.top_acts.to(torch.float16)
-            for pos in range(acts.shape[0]):
-                for a, f in zip(acts[pos].tolist(), enc.top_indices[pos].tolist(), strict=True):
-                    if a > 0:
-                        fired.setdefault((layer, f), []).append(pos)
-        out.append({k: sorted(v) for k, v in fired.items()})
-    return out, ids_all
-
-
-@pytest.fixture(scope="module")
 def case(toy):
-    hand, ids = hand_events(*toy, TEXTS)
+    hand, ids = fired_positions(*toy, TEXTS)
     en = sorted(hand[0], key=lambda k: (-len(hand[0][k]), k))[:2]
     th = [k for k in sorted(hand[1], key=lambda k: (-len(hand[1][k]), k)) if k not in en][:2]
     silent = next((layer, f) for layer in TOY_LAYERS for f in range(128)
@@ -90,10 +55,7 @@ def test_fired_features_and_tokens_equal_hand_hooks(toy, case):
         votes = {lang: sum(len(p) for (lg, _, _), p in want.items() if lg == lang) for lang in ("en", "th", "ja")}
         scores = dict(result.scores.filter(pl.col("doc") == doc).select("lang", "score").iter_rows())
         assert scores == votes
-        best = max(votes.values())
-        winners = [lang for lang, v in votes.items() if v == best]
-        pred = winners[0] if len(winners) == 1 and best > 0 else "unknown"
-        assert result.predictions.filter(pl.col("doc") == doc)["pred"][0] == pred
+        assert result.predictions.filter(pl.col("doc") == doc)["pred"][0] == vote(votes)
     assert case["silent"] not in set(result.fired.select("layer", "feature").iter_rows())
 
 
@@ -110,10 +72,7 @@ def test_token_pieces_rebuild_the_text(toy):
 
 def test_check_with_store_set_and_explanations(toy, case, toy_model_dir, toy_sae_dir, tmp_path):
     store = tmp_path / "store"
-    layout = ensure_store(store)
-    folder = layout.set_dir("S")
-    folder.mkdir(parents=True)
-    pq.write_table(to_arrow(case["features"], "feature_sets"), folder / "features.parquet")
+    write_set(store, "S", case["features"])
     expl = tmp_path / "explanations"
     expl.mkdir()
     (_, l0, f0), (_, l1, f1) = case["rows"][0], case["rows"][2]

@@ -5,11 +5,12 @@ from __future__ import annotations
 import json
 from collections import Counter, defaultdict
 
+import fasttext
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 import pytest
-import torch
+from factories import table_rows, write_set
+from hand import capture, vote
 from typer.testing import CliRunner
 
 from conftest import flores_lines
@@ -20,20 +21,11 @@ from langfeat.experiments.classify import ClassifyOptions, classify, compare, co
 from langfeat.ingest import IngestConfig, ingest
 from langfeat.models import load_model
 from langfeat.store import ensure_store, open_store
-from langfeat.store.results import to_arrow, write_result
+from langfeat.store.results import write_result
 from langfeat.store.runs import all_manifests
 
 LANGS = {"en": "eng_Latn", "th": "tha_Thai", "ja": "jpn_Jpan"}
 N_DOCS = 5
-
-
-def write_set(store, name: str, rows: list[tuple], kind: str = "sae") -> None:
-    """A feature set file: rows of (lang, layer, feature[, act_min, act_max])."""
-    cols = ["lang", "layer", "feature", "act_min", "act_max"][: len(rows[0])]
-    df = pl.DataFrame(rows, orient="row", schema=cols).with_columns(algorithm=pl.lit("imported"), kind=pl.lit(kind))
-    folder = ensure_store(store).set_dir(name)
-    folder.mkdir(parents=True, exist_ok=True)
-    pq.write_table(to_arrow(df, "feature_sets"), folder / "features.parquet")
 
 
 @pytest.fixture(scope="module")
@@ -82,12 +74,6 @@ def opts(env, **kw) -> ClassifyOptions:
     return ClassifyOptions(**base)
 
 
-def hand_predict(scores: dict[str, float]) -> str:
-    best = max(scores.values())
-    winners = [lang for lang, s in scores.items() if s == best]
-    return winners[0] if len(winners) == 1 and any(s != 0 for s in scores.values()) else "unknown"
-
-
 def hand_scores(env, classifier: str) -> dict[int, dict[str, float]]:
     """doc_id -> language -> score, from the events frame and the set in plain Python."""
     members = defaultdict(list)
@@ -124,7 +110,7 @@ def test_sae_scores_equal_an_independent_count(env, classifier):
         if classifier == "sae-count":
             assert n_votes == want[doc_id][lang]
     got = dict(preds.select("doc_id", "pred").iter_rows())
-    assert got == {d: hand_predict(s) for d, s in want.items()}
+    assert got == {d: vote(s) for d, s in want.items()}
     labels = dict(env["docs"].select("doc_id", "lang").iter_rows())
     assert dict(preds.select("doc_id", "label").iter_rows()) == labels
 
@@ -173,7 +159,7 @@ def test_metrics_equal_a_hand_computation(env):
                                                                         "layer": pl.Int32, "feature": pl.Int32}))
     write_result(layout, "classify_scores", "hand", scores)
     write_result(layout, "classify_docs", "hand", docs)
-    preds = [hand_predict(r) for r in score_rows]
+    preds = [vote(r) for r in score_rows]
     assert preds == ["en", "de", "de", "unknown", "fr", "en", "it"]
     classes = sorted(set(labels) | {p for p in preds if p != "unknown"})
     per = {}
@@ -214,14 +200,8 @@ def test_neuron_count_equals_hand_hooks(env):
     model, tokenizer = env["model"], env["tokenizer"]
     texts = [line for tag, code in LANGS.items() for line in flores_lines(code, N_DOCS)]
     want = []
-    acts: dict[int, torch.Tensor] = {}
     for text in texts:
-        hooks = [model.model.layers[layer].mlp.act_fn.register_forward_hook(
-            lambda m, a, o, layer=layer: acts.__setitem__(layer, o[0])) for layer in (0, 2, 3)]
-        with torch.no_grad():
-            model(tokenizer(text, return_tensors="pt")["input_ids"])
-        for h in hooks:
-            h.remove()
+        acts = capture(model, tokenizer(text)["input_ids"], (0, 2, 3), part="act_fn")
         votes = dict.fromkeys(LANGS, 0)
         for tag, layer, neuron in rows:
             votes[tag] += int((acts[layer][:, neuron] > 0).sum())
@@ -232,20 +212,27 @@ def test_neuron_count_equals_hand_hooks(env):
     assert got.height == len(texts) * len(LANGS)
     for doc, lang, votes, score in got.iter_rows():
         assert votes == want[doc][lang] and score == want[doc][lang]
-    assert preds["pred"].to_list() == [hand_predict(v) for v in want]
+    assert preds["pred"].to_list() == [vote(v) for v in want]
 
 
 def test_fasttext_classifier(env):
     name = classify(opts(env, classifier="fasttext", feature_set=None, name="ft"))
     texts = [line for code in LANGS.values() for line in flores_lines(code, N_DOCS)]
-    probs = lid.probabilities(texts, ["ja", "en", "th"])
+    # the fastText model's own full distribution, read label by label (no langfeat code in between)
+    model = fasttext.load_model(str(lid.default_model_path()))
+    probs = []
+    for text in texts:
+        labels, p = model.predict(text, k=-1, threshold=0.0)
+        full = dict(zip(labels, p.tolist(), strict=True))
+        probs.append({tag: full.get(f"__label__{tag}", 0.0) for tag in LANGS})  # a label left out has p 0
+    assert [max(p, key=p.get) for p in probs] == [tag for tag in LANGS for _ in range(N_DOCS)]
     with open_store(env["store"]) as st:
         row = metrics(st, [name]).row(0, named=True)
         scores = st.sql("SELECT doc, lang, score FROM classify_votes WHERE name = ?", [name])
     assert row["accuracy"] == 1.0 and row["f1_macro"] == 1.0
-    col = {"ja": 0, "en": 1, "th": 2}
+    assert scores.height == len(texts) * len(LANGS)
     for doc, lang, score in scores.iter_rows():
-        assert score == pytest.approx(probs[doc, col[lang]])
+        assert score == pytest.approx(probs[doc][lang], rel=1e-6)
 
 
 def test_runs_are_reused_or_ingested(env, tmp_path):
@@ -291,11 +278,29 @@ def test_cli_classify_and_report(env):
         want = metrics(st, ["cli"]).row(0, named=True)
         side, _per_class = compare(st, ["cli", "ft2"])
     assert rows[0]["accuracy"] == pytest.approx(want["accuracy"])
+    preds = {d: vote(s) for d, s in hand_scores(env, "sae-count").items()}
+    pairs = [(label, preds[d]) for d, label in env["docs"].select("doc_id", "lang").iter_rows()]
+    assert rows[0]["accuracy"] == pytest.approx(sum(y == p for y, p in pairs) / len(pairs))
     res = runner.invoke(app, ["report", "classify", "cli", "ft2", "--store", str(env["store"]), "--format", "csv"])
     assert res.exit_code == 0, res.output
     assert pl.read_csv(res.stdout.encode()).equals(side)
     res = runner.invoke(app, ["report", "classify", "cli", "--store", str(env["store"])])
     assert res.exit_code == 0 and "confusion" in res.stdout
+    # the three tables (metrics, per class, confusion) against the hand votes of the default sae-count
+    order = ["en", "ja", "th"]  # English, Japanese, Thai
+    rows = table_rows(res.stdout)
+    head, per_class, conf = rows[0], rows[1:4], rows[4:]
+    assert head[0] == "cli" and head[2:5] == [str(len(pairs)), "3", str(sum(p == "unknown" for _, p in pairs))]
+    assert float(head[5]) == pytest.approx(sum(y == p for y, p in pairs) / len(pairs), abs=1e-4)
+    for row, c in zip(per_class, order, strict=True):
+        support, predicted = sum(y == c for y, _ in pairs), sum(p == c for _, p in pairs)
+        tp = sum(y == p == c for y, p in pairs)
+        prec, rec = tp / predicted if predicted else 0.0, tp / support
+        f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
+        assert row[:4] == [c, str(support), str(predicted), str(tp)]
+        assert [float(x) for x in row[4:]] == pytest.approx([prec, rec, f1], abs=1e-4)
+    want = Counter(pairs)
+    assert conf == [[y, *(str(want[(y, p)]) if want[(y, p)] else "·" for p in order)] for y in order]
     res = runner.invoke(app, ["report", "classify", "nope", "--store", str(env["store"])])
     assert res.exit_code == 2 and "no classify result named 'nope'" in res.output
     res = runner.invoke(app, ["classify", env["dataset"], "--lang", "en", "--classifier-type", "x",

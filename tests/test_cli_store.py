@@ -8,6 +8,7 @@ import json
 import duckdb
 import polars as pl
 import pytest
+from factories import table_rows
 from test_store import DE_EVENTS, EN_EVENTS, add_run
 from typer.testing import CliRunner
 
@@ -65,6 +66,7 @@ def test_sql_table_parquet_and_output(store_dir, tmp_path):
     root, _ = store_dir
     res = invoke("sql", "SELECT text FROM docs WHERE lang = 'de' ORDER BY text", "--store", str(root))
     assert res.exit_code == 0 and "Hallo" in res.stdout and "ja" in res.stdout
+    assert table_rows(res.stdout) == [["Hallo"], ["ja"]]
     out = tmp_path / "r.parquet"
     res = invoke("sql", QUERY, "--store", str(root), "--format", "parquet", "--output", str(out))
     assert res.exit_code == 0 and res.stdout == ""
@@ -119,6 +121,9 @@ def test_runs_command(store_dir):
     res = invoke("runs", "--store", str(root), env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
     assert made["en"]["run_id"] in res.stdout and "complete" in res.stdout and "running" in res.stdout
+    assert [(r[0], r[5], r[8], r[10]) for r in table_rows(res.stdout)] == [
+        (made["en"]["run_id"], "en", "3", "complete"), (made["de"]["run_id"], "de", "2", "complete"),
+        (made["th"]["run_id"], "th", "", "running")]
 
 
 def test_views_command(store_dir):

@@ -6,15 +6,18 @@ from __future__ import annotations
 
 import json
 
+import fasttext
+import lape_reference as ref
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from hand import fired_positions, vote
 from typer.testing import CliRunner
 
 from conftest import flores_lines
 from langfeat import interventions as iv
-from langfeat import stats
+from langfeat import langs, lid, stats
 from langfeat.cli import app
 from langfeat.experiments import ppl
 from langfeat.models import load_model
@@ -48,8 +51,35 @@ def test_identified_set_is_usable(pipeline):
     _, store = pipeline
     with open_store(store) as st:
         fs = stats.feature_set(st, "e2e")
+        events = st.events().with_columns(pl.col("act").cast(pl.Float64))
+        docs = st.docs()
     assert fs.height > 0 and set(fs["lang"]) <= {"en", "ru", "th"}
     assert (fs["act_max"] >= fs["act_min"]).all()
+    # The set equals the numpy reference on dense counts recounted from the stored events (--layer 1..2, no
+    # selection flags), with activation statistics pooled over the languages' events.
+    order, layers = ["en", "ru", "th"], [1, 2]  # English, Russian, Thai
+    tok = np.zeros((len(layers), 128, len(order)), np.int64)
+    doc = np.zeros_like(tok)
+    per = events.group_by("lang", "layer", "feature").agg(n=pl.len(), d=pl.col("doc_id").n_unique())
+    for lang, layer, feature, n, d in per.iter_rows():
+        tok[layers.index(layer), feature, order.index(lang)] = n
+        doc[layers.index(layer), feature, order.index(lang)] = d
+    n_tok = np.array([docs.filter(pl.col("lang") == t)["n_tokens"].sum() for t in order])
+    n_doc = np.array([docs.filter(pl.col("lang") == t).height for t in order])
+    want = ref.select(ref.sae_lape_assign(tok, doc, n_tok, n_doc, 0.5, 0.5, 0.05), len(order))
+    assert fs.height == sum(len(v) for v in want.values())
+    act = events.group_by("layer", "feature").agg(mx=pl.col("act").max(), mn=pl.col("act").min(),
+                                                   avg=pl.col("act").mean())
+    act = {(r["layer"], r["feature"]): r for r in act.iter_rows(named=True)}
+    for i, tag in enumerate(order):
+        mine = fs.filter(pl.col("lang") == tag).sort("rank")
+        assert list(zip(mine["layer"], mine["feature"], strict=True)) == [(layers[m.layer], m.unit) for m in want[i]]
+        np.testing.assert_allclose(mine["entropy"].to_numpy(), [m.entropy for m in want[i]], rtol=1e-9)
+        np.testing.assert_allclose(mine["prob"].to_numpy(), [m.p for m in want[i]], rtol=1e-9)
+        for r in mine.iter_rows(named=True):
+            a = act[(r["layer"], r["feature"])]
+            assert (r["act_max"], r["act_min"]) == (pytest.approx(a["mx"]), pytest.approx(a["mn"]))
+            assert r["act_avg"] == pytest.approx(a["avg"], rel=1e-4)
 
 
 def test_ppl_with_stored_set_equals_direct_hooks(pipeline, toy_model_dir, toy_sae_dir):
@@ -88,9 +118,23 @@ def test_generate_with_stored_set_is_judged_by_fasttext(pipeline, toy_model_dir,
     assert rows.filter(pl.col("multiplier") == 2)["n_units"].to_list() == [fs.filter(pl.col("lang") == lang).height] * 2
     judged = rows.filter(pl.col("text").str.strip_chars() != "")
     assert judged["lid_lang"].null_count() == 0 and ((judged["lid_prob"] > 0) & (judged["lid_prob"] <= 1)).all()
+    # each sample's judgement is the fastText model's own top label and probability (whitespace collapsed)
+    model = fasttext.load_model(str(lid.default_model_path()))
+    for r in rows.iter_rows(named=True):
+        flat = " ".join(r["text"].split())
+        if not flat:
+            assert r["lid_lang"] is None and r["lid_prob"] is None
+            continue
+        (label,), (prob,) = model.predict(flat, k=1, threshold=0.0)
+        code = label.removeprefix("__label__")
+        try:
+            code = langs.canonical(code)
+        except langs.UnknownLanguageError:
+            pass
+        assert (r["lid_lang"], r["lid_prob"]) == (code, pytest.approx(float(prob), rel=1e-6))
 
 
-def test_classify_and_check_with_stored_set(pipeline, toy_model_dir, toy_sae_dir):
+def test_classify_and_check_with_stored_set(pipeline, toy, toy_model_dir, toy_sae_dir):
     tmp, store = pipeline
     langs = [x for code in CODES for x in ("--lang", code)]
     cli("classify", str(tmp / "{lang}.txt"), *langs, "--classifier-type", "sae-norm", "--feature-set", "e2e",
@@ -106,7 +150,20 @@ def test_classify_and_check_with_stored_set(pipeline, toy_model_dir, toy_sae_dir
     res = cli("check", "--text", text, "--feature-set", "e2e", "--model", str(toy_model_dir), "--local-sae-dir",
               str(toy_sae_dir), "--device", "cpu", "--store", store, "--format", "json")
     out = json.loads(res.stdout)
-    assert out and "prediction" in json.dumps(out)
+    # Against plain hooks + SparseCoder.encode on the text: the set's features that fire, on which positions, a
+    # vote per firing position for each language holding the feature, the single highest vote predicts.
+    with open_store(store) as st:
+        fs = stats.feature_set(st, "e2e")
+    model, tokenizer, saes = toy
+    (fired,), _ = fired_positions(model, tokenizer, {n: saes[n] for n in (1, 2)}, [text])
+    want = {(r["lang"], r["layer"], r["feature"]): fired[(r["layer"], r["feature"])]
+            for r in fs.iter_rows(named=True) if (r["layer"], r["feature"]) in fired}
+    votes = {lang: sum(len(p) for (lg, _, _), p in want.items() if lg == lang) for lang in set(fs["lang"])}
+    (item,) = out
+    assert item["text"] == text
+    assert {(f["lang"], f["layer"], f["feature"]): f["positions"] for f in item["features"]} == want
+    assert want and item["scores"] == votes
+    assert item["prediction"] == vote(votes)
 
 
 def test_export_import_and_paper_count_files_roundtrip(pipeline, tmp_path):

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from importlib import resources
+import io
 
-import duckdb
 import polars as pl
 import pytest
 import torch
@@ -14,7 +13,7 @@ from langfeat import interventions as iv
 from langfeat.errors import UsageError
 from langfeat.experiments import generate as gen
 from langfeat.models import load_model
-from langfeat.store.layout import Layout
+from langfeat.store import ensure_store, open_store
 from langfeat.store.results import write_result
 
 PROMPT = "Le renard brun"
@@ -149,13 +148,10 @@ def test_switch_view_matches_hand_counts(tmp_path):
         pl.lit("").alias("prompt"), pl.lit("t").alias("text"), pl.lit(4).alias("n_new_tokens"),
         pl.lit(True).alias("stopped_eos"), pl.lit(3).alias("n_units"),
     )
-    layout = Layout(tmp_path / "store")
+    layout = ensure_store(tmp_path / "store")
     write_result(layout, gen.TABLE, "g1", rows, {})
-    con = duckdb.connect()
-    for name in ["80_generate_results.sql", "81_generate_switch.sql"]:
-        sql = resources.files("langfeat.sql.queries").joinpath(name).read_text(encoding="utf-8")
-        con.execute(sql.replace("{store}", layout.root.as_posix()))
-    got = {(r["lang"], r["multiplier"]): r for r in con.sql("SELECT * FROM generate_switch").pl().iter_rows(named=True)}
+    with open_store(layout.root) as st:
+        got = {(r["lang"], r["multiplier"]): r for r in st.sql("SELECT * FROM generate_switch").iter_rows(named=True)}
     fr = got[("fr", 0.3)]
     assert (fr["n"], fr["n_judged"], fr["n_target"], fr["n_away"], fr["n_switched"]) == (4, 3, 2, 1, 2)
     assert fr["switch_rate"] == pytest.approx(2 / 3) and fr["base_target_rate"] == pytest.approx(1 / 2)
@@ -183,7 +179,6 @@ def test_cli_generate_stores_judged_samples(toy_model_dir, toy_sae_dir, tmp_path
     from typer.testing import CliRunner
 
     from langfeat.cli import app
-    from langfeat.store import open_store
 
     feats = pl.DataFrame({"lang": ["fr", "ru"], "layer": [0, 2], "feature": [7, 11], "act_max": [3.0, 2.0]})
     monkeypatch.setattr(iv, "load_features", lambda store, fs, path: feats)
@@ -214,6 +209,15 @@ def test_cli_generate_stores_judged_samples(toy_model_dir, toy_sae_dir, tmp_path
     assert texts["fr"] == texts["ru"]
     header = res.stdout.splitlines()[0].split(",")
     assert header[:3] == ["lang", "multiplier", "last_token"] and "switch_rate" in header
+    summary = pl.read_csv(io.StringIO(res.stdout))
+    cells = {}
+    for (lang, mult), part in rows.group_by("lang", "multiplier"):
+        judged = part.filter(pl.col("lid_lang").is_not_null())
+        cells[(lang, mult)] = (part.height, judged.height, judged.filter(pl.col("lid_lang") == lang).height)
+    got = {(r["lang"], r["multiplier"]): r for r in summary.iter_rows(named=True)}
+    assert {k: (r["n"], r["n_judged"], r["n_target"]) for k, r in got.items()} == cells
+    for key, (_, n_judged, n_target) in cells.items():
+        assert got[key]["switch_rate"] == (pytest.approx(n_target / n_judged) if n_judged else None)
     rep = CliRunner().invoke(app, ["report", "generate", "g", "--store", str(store), "--samples", "1"])
     assert rep.exit_code == 0, rep.output
     assert "switch_rate by α" in rep.stdout

@@ -9,7 +9,7 @@ import lape_reference as ref
 import numpy as np
 import polars as pl
 import pytest
-from identify_data import random_counts, write_store
+from factories import random_counts, write_store
 
 from langfeat import identify as ident
 from langfeat import stats

@@ -9,6 +9,7 @@ import lape_reference as ref
 import numpy as np
 import polars as pl
 import pytest
+from factories import table_rows
 from typer.testing import CliRunner
 
 from conftest import flores_lines
@@ -100,6 +101,26 @@ def test_cli_identify_exports_and_errors(toy_store, tmp_path):
     assert f"feature set {name}" in res.output and "candidates" in res.output
     with open_store(root) as st:
         stored = stats.feature_set(st, name)
+        raw = st.sql("SELECT * FROM stat_units_recount(?)", [st.runs()["run_id"].to_list()])
+        docs = st.docs()
+    # the summary: per language docs, tokens, units and the entropy range, then the totals line, by hand
+    order = ["en", "ru", "th"]
+    tok, doc = _dense(raw, order, 128)
+    n_tok = [docs.filter(pl.col("lang") == t)["n_tokens"].sum() for t in order]
+    n_doc = [docs.filter(pl.col("lang") == t).height for t in order]
+    members = ref.sae_lape_assign(tok, doc, np.array(n_tok), np.array(n_doc), 0.5, 0.5, 0.05)
+    want_rows = []
+    for tag, name_, nd, nt in zip(order, ["English", "Russian", "Thai"], n_doc, n_tok, strict=True):
+        ent = sorted(stored.filter(pl.col("lang") == tag)["entropy"].to_list())
+        med = float(np.median(ent)) if ent else None
+        cells = [f"{x:.3f}" if x is not None else "" for x in (ent[0] if ent else None, med, ent[-1] if ent else None)]
+        want_rows.append([tag, name_, str(nd), str(nt), str(len(ent)), *cells])
+    assert table_rows(res.stdout) == want_rows
+    n_units = stored.select("layer", "feature").unique().height
+    line = (f"algorithm sae-lape (sae); {n_units} units, {stored.height} (language, unit) memberships; "
+            f"{len({(m.layer, m.unit) for m in members})} candidates; entropy {stored['entropy'].min():.4f} – "
+            f"{stored['entropy'].max():.4f}; 3 runs, layers 1–2")
+    assert line in res.stdout.splitlines()
     with open(out_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
     assert [(r["lang"], int(r["layer"]), int(r["feature"])) for r in rows] == list(
@@ -126,3 +147,21 @@ def test_cli_identify_neuron_lape(toy_store):
     assert sorted(zip(df["lang"], df["layer"], df["feature"], strict=True)) == sorted(
         zip(want["lang"], want["layer"], want["feature"], strict=True))
     assert "64 units per layer" in res.output
+    # against the numpy LAPE on the stored neuron counts (dense, 64 neurons per layer), paper defaults
+    with open_store(root) as st:
+        counts = st.neuron_counts().rename({"neuron": "unit"})
+        docs = st.docs()
+    order = ["en", "ru", "th"]
+    tok, _ = _dense(counts, order, 64)
+    n_tok = np.array([docs.filter(pl.col("lang") == t)["n_tokens"].sum() for t in order])
+    ref_sel = ref.select(ref.lape_assign(tok, n_tok, 0.95, 0.05, 0.95), len(order))
+    for i, tag in enumerate(order):
+        mine = df.filter(pl.col("lang") == tag).sort("rank")
+        assert list(zip(mine["layer"], mine["feature"], strict=True)) == [(LAYERS[m.layer], m.unit)
+                                                                         for m in ref_sel[i]]
+        np.testing.assert_allclose(mine["entropy"].to_numpy(), [m.entropy for m in ref_sel[i]], rtol=1e-9)
+    assert df.height == sum(len(v) for v in ref_sel.values()) > 0
+    line = (f"algorithm lape (neuron); {df.select('layer', 'feature').unique().height} units, {df.height} "
+            f"(language, unit) memberships; 64 units per layer; entropy {df['entropy'].min():.4f} – "
+            f"{df['entropy'].max():.4f}; 3 runs, layers 1–2")
+    assert line in res.stdout.splitlines()

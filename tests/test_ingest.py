@@ -12,13 +12,12 @@ import duckdb
 import numpy as np
 import polars as pl
 import pytest
-import torch
+from hand import capture, fired
 from typer.testing import CliRunner
 
 from conftest import TOY_LAYERS, flores_lines
 from langfeat.cli import app
 from langfeat.ingest import IngestConfig, encode_texts, ingest, ingest_texts
-from langfeat.models import load_model, load_sae
 from langfeat.store import writer
 from langfeat.store.layout import Layout, arrow_schemas
 
@@ -30,13 +29,6 @@ TEXTS = (
 LAYERS = ["model.layers.{0..3}.mlp"]
 
 
-@pytest.fixture(scope="module")
-def toy(toy_model_dir, toy_sae_dir):
-    model, tokenizer = load_model(str(toy_model_dir), device="cpu")
-    saes = {layer: load_sae(f"layers.{layer}.mlp", local_sae_dir=toy_sae_dir) for layer in TOY_LAYERS}
-    return model, tokenizer, saes
-
-
 def hand(model, tokenizer, saes, texts):
     """Per document, one at a time: hook MLP output and act_fn, SparseCoder.encode, keep act > 0 (float16)."""
     events, neurons, tokens = [], [], []
@@ -44,24 +36,9 @@ def hand(model, tokenizer, saes, texts):
         ids = tokenizer(text, return_tensors="pt")["input_ids"]
         assert ids[0, 0].item() == tokenizer.bos_token_id
         tokens += [(d, p, int(t)) for p, t in enumerate(ids[0])]
-        outs: dict[int, torch.Tensor] = {}
-        fn: dict[int, torch.Tensor] = {}
-        hooks = []
-        for layer in saes:
-            mlp = model.model.layers[layer].mlp
-            hooks.append(mlp.register_forward_hook(lambda m, a, o, k=layer, d=outs: d.__setitem__(k, o[0])))
-            hooks.append(mlp.act_fn.register_forward_hook(lambda m, a, o, k=layer, d=fn: d.__setitem__(k, o[0])))
-        with torch.no_grad():
-            model(ids)
-        for h in hooks:
-            h.remove()
+        outs, fn = capture(model, ids, saes), capture(model, ids, saes, part="act_fn")
         for layer, sae in saes.items():
-            enc = sae.encode(outs[layer])
-            acts = enc.top_acts.to(torch.float16)
-            for p in range(acts.shape[0]):
-                for a, f in zip(acts[p].tolist(), enc.top_indices[p].tolist(), strict=True):
-                    if a > 0:
-                        events.append((d, p, layer, f, a))
+            events += [(d, p, layer, f, a) for p, f, a in fired(sae, outs[layer])]
             a = fn[layer]
             for p, n in zip(*np.nonzero((a > 0).numpy()), strict=True):
                 neurons.append((d, int(p), layer, int(n), float(a[p, n])))
@@ -270,6 +247,9 @@ def test_ingest_texts_in_memory(toy, toy_sae_dir, tmp_path):
     got = _store_tables(tmp_path / "s")["events"]
     want, _, _ = hand(model, tokenizer, {1: saes[1]}, texts)
     assert len(got) == len(want) and set(got["dataset"]) == {"probe-set"}
+    got = got.with_columns(doc=(pl.col("doc_id") - (m["run_num"] << 40)).cast(pl.Int32),
+                           layer=pl.col("layer").cast(pl.Int32))
+    _same_events(got.select("doc", "pos", "layer", "feature", "act"), want)
 
 
 def _ingest_cli(args: list[str]):

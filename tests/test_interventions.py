@@ -7,6 +7,7 @@ import math
 import polars as pl
 import pytest
 import torch
+from hand import capture
 from safetensors.torch import load_file
 
 from langfeat import interventions as iv
@@ -58,12 +59,7 @@ def hand_ppl(model, tokenizer, text, hooks):
 
 def mlp_outputs(model, tokenizer, text, layer):
     """The MLP output of ``layer`` for ``text`` (one row per position)."""
-    store = {}
-    h = model.model.layers[layer].mlp.register_forward_hook(lambda m, i, o: store.setdefault("x", o.detach()))
-    with torch.no_grad():
-        model(**tokenizer(text, return_tensors="pt"))
-    h.remove()
-    return store["x"][0]
+    return capture(model, tokenizer(text)["input_ids"], [layer])[layer]
 
 
 @pytest.fixture(scope="module")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import warnings
 from pathlib import Path
@@ -10,6 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
+from factories import write_set
 from typer.testing import CliRunner
 
 from langfeat.cli import app
@@ -275,6 +277,7 @@ def test_import_lape_writes_set_and_runs(tmp_path):
         assert pooled["avg"].to_list() == pytest.approx([1.25, 1.5, 0.75])
         params = st.sql("SELECT params FROM feature_set_params WHERE name = 'paper2'")["params"][0]
         assert '"aligned_through_features_info": true' in params
+        assert json.loads(params)["aligned_through_features_info"] is True
     with pytest.raises(UsageError, match="already exists"):
         paper.import_lape(path, name="paper2", store=store)
 
@@ -285,7 +288,6 @@ def test_import_lape_writes_set_and_runs(tmp_path):
 
 def make_set(store: Path, name: str = "myset") -> pl.DataFrame:
     """A stored sae feature set over en/de/th/ja where German has no features (params list all four)."""
-    layout = ensure_store(store)
     df = pl.DataFrame({
         "algorithm": "sae-lape", "kind": "sae",
         "lang": ["th", "th", "th", "en", "ja"],
@@ -301,7 +303,7 @@ def make_set(store: Path, name: str = "myset") -> pl.DataFrame:
     params = {"algorithm": "sae-lape", "langs": ["en", "de", "th", "ja"], "layers": 4,
               "num_examples": {"en": 5, "de": 6, "th": 7, "ja": 8}, "num_tokens": {"en": 50, "de": 60, "th": 70,
                                                                                    "ja": 80}}
-    paper.write_feature_set(layout, name, df, params)
+    write_set(store, name, df, params=params)
     return df
 
 
@@ -384,6 +386,9 @@ def test_cli_import_and_export(count_dir, tmp_path):
     res = runner.invoke(app, ["import-lape", str(lape), "--name", "p2", "--store", store])
     assert res.exit_code == 0, res.output
     assert "warning:" in res.output and "German" in res.output
+    assert [line for line in res.stderr.splitlines() if line.startswith("warning:")] == [
+        "warning: lape_shared_2.pt: final_indice has 2 lists for 3 languages (the paper's shift bug); aligned "
+        "through features_info, no features for: German"]
     res = runner.invoke(app, ["export-pt", "p2", str(tmp_path / "p2.pt"), "--store", store])
     assert res.exit_code == 0, res.output
     data = torch.load(tmp_path / "p2.pt", weights_only=True)

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import io
 import math
-from importlib import resources
 
-import duckdb
 import numpy as np
 import polars as pl
 import pytest
@@ -16,10 +15,8 @@ from langfeat import interventions as iv
 from langfeat.errors import UsageError
 from langfeat.experiments import ppl
 from langfeat.models import load_model
-from langfeat.store.layout import Layout
+from langfeat.store import ensure_store, open_store
 from langfeat.store.results import write_result
-
-PPL_QUERIES = ["70_ppl_results.sql", "71_ppl_delta.sql", "72_ppl_rowmax.sql"]
 
 
 @pytest.fixture(scope="module")
@@ -67,15 +64,6 @@ def test_encode_adds_bos_once_and_truncates(loaded):
     assert ids[1] == [tok.bos_token_id]
 
 
-def views(root) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB with the ppl views over the store at ``root``."""
-    con = duckdb.connect()
-    for name in PPL_QUERIES:
-        sql = resources.files("langfeat.sql.queries").joinpath(name).read_text(encoding="utf-8")
-        con.execute(sql.replace("{store}", Layout(root).root.as_posix()))
-    return con
-
-
 def test_sweep_and_delta_views_match_hand_computation(loaded, tmp_path):
     model, tok = loaded
     feats = pl.DataFrame({"lang": ["en", "en", "de", "ru"], "layer": [1, 2, 1, 3], "feature": [3, 9, 4, 20],
@@ -98,13 +86,13 @@ def test_sweep_and_delta_views_match_hand_computation(loaded, tmp_path):
     direct = ppl.perplexities(model, tok, texts[:4], plans[1], batch_size=4)
     np.testing.assert_allclose(de_on_en["ppl"].to_numpy(), direct["ppl"].to_numpy(), rtol=1e-6)
 
-    layout = Layout(tmp_path / "store")
+    layout = ensure_store(tmp_path / "store")
     stored = rows.with_columns(pl.lit("toy").alias("model"), pl.lit("flores").alias("dataset"),
                                pl.lit("devtest").alias("split"), pl.lit(-3.0).alias("multiplier"))
     write_result(layout, ppl.TABLE, "sweep", stored, {"x": 1})
     write_result(layout, ppl.TABLE, "other", stored.with_columns(pl.col("ppl") * 2, pl.col("nll") + 1), {})
-    con = views(layout.root)
-    got = con.sql("SELECT * FROM ppl_delta WHERE name = 'sweep' ORDER BY int_lang, lang").pl()
+    st = open_store(layout.root)
+    got = st.sql("SELECT * FROM ppl_delta WHERE name = 'sweep' ORDER BY int_lang, lang")
 
     # Hand computation of the paired statistics.
     b = dict(zip(zip(base["lang"], base["row"], strict=True), base["ppl"], strict=True))
@@ -124,23 +112,24 @@ def test_sweep_and_delta_views_match_hand_computation(loaded, tmp_path):
 
     # Row maxima and the diagonal / off-diagonal summary, by hand from the cells.
     md = {(c["int_lang"], c["lang"]): c["mean_delta"] for c in got.iter_rows(named=True)}
-    rowmax = con.sql("SELECT int_lang, diag, max_off, diag_is_max FROM ppl_rowmax "
-                     "WHERE name = 'sweep' AND metric = 'mean_delta' ORDER BY int_lang").pl()
+    rowmax = st.sql("SELECT int_lang, diag, max_off, diag_is_max FROM ppl_rowmax "
+                    "WHERE name = 'sweep' AND metric = 'mean_delta' ORDER BY int_lang")
     assert rowmax["int_lang"].to_list() == ["de", "en"]  # ru was not evaluated: no diagonal
     for r in rowmax.iter_rows(named=True):
         off = max(v for (i, e), v in md.items() if i == r["int_lang"] and e != i)
         assert r["diag"] == pytest.approx(md[(r["int_lang"], r["int_lang"])])
         assert r["max_off"] == pytest.approx(off)
         assert r["diag_is_max"] == (md[(r["int_lang"], r["int_lang"])] >= off)
-    summary = con.sql("SELECT * FROM ppl_delta_summary WHERE name = 'sweep' AND metric = 'mean_delta'").pl()
+    summary = st.sql("SELECT * FROM ppl_delta_summary WHERE name = 'sweep' AND metric = 'mean_delta'")
     diag = [v for (i, e), v in md.items() if i == e]
     off = [v for (i, e), v in md.items() if i != e]
     assert summary["diag_median"][0] == pytest.approx(float(np.median(diag)))
     assert summary["off_median"][0] == pytest.approx(float(np.median(off)))
     assert summary["rowmax"][0] == sum(rowmax["diag_is_max"]) and summary["n_rows"][0] == 2
     # Results of another name never pair with this one's baseline; means per name are separate.
-    other = con.sql("SELECT mean_ppl FROM ppl_summary WHERE name = 'other' AND intervention = 'none' "
-                    "AND lang = 'en'").pl()["mean_ppl"][0]
+    other = st.sql("SELECT mean_ppl FROM ppl_summary WHERE name = 'other' AND intervention = 'none' "
+                   "AND lang = 'en'")["mean_ppl"][0]
+    st.close()
     assert other == pytest.approx(2 * float(base.filter(pl.col("lang") == "en")["ppl"].mean()))
 
 
@@ -166,7 +155,6 @@ def test_cli_sweep_stores_results_and_reports(toy_model_dir, toy_sae_dir, tmp_pa
     from typer.testing import CliRunner
 
     from langfeat.cli import app
-    from langfeat.store import open_store
 
     feats = pl.DataFrame({"lang": ["en", "en", "de"], "layer": [1, 2, 1], "feature": [3, 9, 4],
                           "act_max": [2.0, 4.0, 8.0], "act_min": [0.5, 0.5, 0.5], "act_avg": [1.0, 1.0, 1.0]})
@@ -192,6 +180,17 @@ def test_cli_sweep_stores_results_and_reports(toy_model_dir, toy_sae_dir, tmp_pa
     got = rows.filter((pl.col("int_lang") == "de") & (pl.col("lang") == "en")).sort("row")
     np.testing.assert_allclose(got["ppl"].to_numpy(), direct["ppl"].to_numpy(), rtol=1e-5)
     assert "mean_delta" in res.stdout.splitlines()[0]  # the CSV summary on stdout
+    summary = pl.read_csv(io.StringIO(res.stdout))
+    baseline = rows.filter(pl.col("intervention") == "none")
+    base = {(r["lang"], r["row"]): r["ppl"] for r in baseline.iter_rows(named=True)}
+    deltas: dict[tuple[str, str], list[float]] = {}
+    for r in rows.filter(pl.col("intervention") != "none").iter_rows(named=True):
+        deltas.setdefault((r["int_lang"], r["lang"]), []).append(r["ppl"] - base[(r["lang"], r["row"])])
+    assert list(zip(summary["int_lang"], summary["lang"], strict=True)) == [
+        ("en", "en"), ("en", "de"), ("de", "en"), ("de", "de")]  # English name order
+    for r in summary.iter_rows(named=True):
+        assert r["mean_delta"] == pytest.approx(float(np.mean(deltas[(r["int_lang"], r["lang"])])), rel=1e-9)
+        assert r["n_pairs"] == 5
 
     rep = CliRunner().invoke(app, ["report", "ppl", "sweep1", "--store", str(store), "--format", "csv"])
     assert rep.exit_code == 0, rep.output
@@ -202,6 +201,9 @@ def test_cli_sweep_stores_results_and_reports(toy_model_dir, toy_sae_dir, tmp_pa
     assert cell == pytest.approx(expect["mean_delta"][0], rel=1e-9)
     listing = CliRunner().invoke(app, ["report", "ppl", "--store", str(store), "--format", "csv"])
     assert "sweep1" in listing.stdout
+    assert pl.read_csv(io.StringIO(listing.stdout)).select("name", "intervention", "n_int_langs", "n_eval_langs",
+                                                           "n_rows").rows() == [
+        ("sweep1", "none", 0, 2, 10), ("sweep1", "sae-features", 2, 2, 20)]
 
     bad = CliRunner().invoke(app, ["ppl", str(toy_model_dir), pattern, "--lang", "eng_Latn",
                                    "--intervention-type", "sae-features", "--intervention-lang", "fr",

@@ -2,77 +2,36 @@
 
 from __future__ import annotations
 
+import io
+import json
 import math
 from pathlib import Path
 
-import numpy as np
+import factories
 import polars as pl
-import pyarrow as pa
-import pyarrow.parquet as pq
 import pytest
+from factories import table_rows
 from typer.testing import CliRunner
 
-from langfeat import langs, reports
+from langfeat import reports
 from langfeat.cli import app
 from langfeat.errors import UsageError
-from langfeat.formats import paper
-from langfeat.store import ensure_store, runs
-from langfeat.store.layout import arrow_schemas, doc_id
+from langfeat.store import ensure_store
+from langfeat.store.layout import doc_id
 
 LAYER, FEAT = 1, 5
 
 
-def write(path: Path, table: str, columns: dict[str, list]) -> None:
-    schema = arrow_schemas()[table]
-    arrays = [
-        pa.array(np.array(columns[f.name], np.float16)) if f.type == pa.float16() else pa.array(columns[f.name], f.type)
-        for f in schema
-    ]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
-
-
 def add_run(layout, lang: str, model: str, token_ids: list[list[int]], events: list[tuple[int, int, int, float]],
             sae: bool = True) -> dict:
-    """A complete run of documents ``token_ids`` with SAE ``events`` (doc index, pos, feature, act) at LAYER."""
-    record = dict(
-        kind="ingest", model=model, sae_model="toy-sae" if sae else None, neurons=not sae, dataset="flores",
-        split="devtest", config=lang, lang=lang, lang_name=langs.english_name(lang), start=0, end=len(token_ids),
-        template=None, text_column="text", layers=[0, 1, 2], layer_paths=[], dtype="float32", max_length=None, bos=True,
-        shard_docs=64,
-    )
-    manifest, _ = runs.begin_run(layout, record)
-    work = layout.run_work(manifest["run_id"]) / f"lang={lang}"
-    ids = [doc_id(manifest["run_num"], i) for i in range(len(token_ids))]
-    write(work / "docs" / "part-0.parquet", "docs", {
-        "doc_id": ids, "dataset": ["flores"] * len(ids), "row": list(range(len(ids))),
-        "n_tokens": [len(t) for t in token_ids], "text": ["x"] * len(ids),
-    })
-    rows = [(d, p, t) for d, toks in zip(ids, token_ids, strict=True) for p, t in enumerate(toks)]
-    write(work / "tokens" / "part-0.parquet", "tokens", {
-        "doc_id": [r[0] for r in rows], "pos": [r[1] for r in rows], "token_id": [r[2] for r in rows],
-    })
+    """A complete run of documents ``token_ids`` with SAE ``events`` (doc index, pos, feature, act) at LAYER, or
+    (``sae=False``) a neuron-only run where unit FEAT of LAYER fires on every token."""
     if sae:
-        write(work / "events" / f"layer={LAYER}" / "part-0.parquet", "events", {
-            "doc_id": [ids[e[0]] for e in events], "pos": [e[1] for e in events], "feature": [e[2] for e in events],
-            "act": [e[3] for e in events], "dataset": ["flores"] * len(events),
-        })
-        counts = []
-        for feat in sorted({e[2] for e in events}):
-            acts = [e[3] for e in events if e[2] == feat]
-            docs = {e[0] for e in events if e[2] == feat}
-            counts.append((LAYER, feat, len(acts), len(docs), sum(acts), max(acts), min(acts)))
-        cols = ["layer", "feature", "tok_count", "doc_count", "act_sum", "act_max", "act_min"]
-        write(work / "feature_counts" / "part-0.parquet", "feature_counts",
-              {c: [r[i] for r in counts] for i, c in enumerate(cols)})
-    else:  # a neuron-only run where unit 5 of LAYER fires on every token
-        n = sum(len(t) for t in token_ids)
-        write(work / "neuron_counts" / "part-0.parquet", "neuron_counts", {
-            "layer": [LAYER], "neuron": [FEAT], "tok_count": [n], "doc_count": [len(ids)], "act_sum": [n * 0.5],
-            "act_max": [0.5], "act_min": [0.5],
-        })
-    n_tokens = sum(len(t) for t in token_ids)
-    return runs.commit_run(layout, manifest, n_docs=len(ids), n_tokens=n_tokens)
+        return factories.add_run(layout, lang, token_ids=token_ids, events={LAYER: events}, model=model,
+                                 layers=[0, 1, 2])
+    n = sum(len(t) for t in token_ids)
+    return factories.add_run(layout, lang, token_ids=token_ids, model=model, sae_model=None, layers=[0, 1, 2],
+                             neuron_counts=[(LAYER, FEAT, n, len(token_ids), n * 0.5, 0.5, 0.5)])
 
 
 @pytest.fixture
@@ -88,12 +47,12 @@ def store(tmp_path, toy_model_dir) -> dict:
     th = add_run(layout, "th", "unloadable-model", th_ids, [(0, 3, FEAT, 1.0), (2, 1, 6, 0.5)])
     de = add_run(layout, "de", "unloadable-model", [[1, 40, 41, 42]], [(0, 2, 6, 0.25)])
     neuron = add_run(layout, "fr", "unloadable-model", [[1, 50, 51]], [], sae=False)
-    paper.write_feature_set(layout, "s1", pl.DataFrame({
+    factories.write_set(layout.root, "s1", pl.DataFrame({
         "algorithm": "sae-lape", "kind": "sae", "lang": ["en", "en", "th", "th", "th"],
         "layer": [1, 2, 1, 0, 1], "feature": [5, 7, 5, 3, 9], "entropy": [0.5, 0.7, 0.2, 0.4, 0.9],
         "prob": [0.1, 0.2, 0.3, 0.4, 0.5], "rank": [1, 2, 1, 2, 3],
-    }), {"algorithm": "sae-lape", "langs": ["en", "de", "th"], "created_at": "2025-01-02T03:04:05+00:00",
-         "top_rate": 0.01})
+    }), params={"algorithm": "sae-lape", "langs": ["en", "de", "th"], "created_at": "2025-01-02T03:04:05+00:00",
+                "top_rate": 0.01})
     return {"root": layout.root, "en": en, "th": th, "de": de, "fr": neuron, "tok": tok, "en_ids": en_ids,
             "th_ids": th_ids}
 
@@ -179,20 +138,57 @@ def test_feature_report_filters_and_neurons(store):
 def test_cli_reports(store):
     runner = CliRunner()
     root = str(store["root"])
+    en_tokens = sum(len(t) for t in store["en_ids"])
     res = runner.invoke(app, ["sets", "--store", root, "--format", "csv"])
     assert res.exit_code == 0, res.output
     assert res.stdout.splitlines()[1].startswith("s1,sae-lape,sae,4,5,2,0-2,")
     res = runner.invoke(app, ["report", "features", "s1", "--store", root])
     assert res.exit_code == 0, res.output
     assert "Thai" in res.stdout and "all" in res.stdout
+    assert table_rows(res.stdout) == [
+        ["en", "English", "2", "0", "1", "1", "0.5", "0.6", "0.7"],
+        ["de", "German", "0", "0", "0", "0", "", "", ""],
+        ["th", "Thai", "3", "1", "2", "0", "0.2", "0.4", "0.9"],
+        ["all", "all", "5", "1", "3", "1", "0.2", "0.5", "0.9"],
+    ]
     res = runner.invoke(app, ["report", "features", "s1", "--store", root, "--format", "json"])
     assert res.exit_code == 0 and '"lang":"all"' in res.stdout
+    names = ["lang", "lang_name", "n", "L0", "L1", "L2", "entropy_min", "entropy_median", "entropy_max"]
+    assert json.loads(res.stdout) == [dict(zip(names, row, strict=True)) for row in [
+        ("en", "English", 2, 0, 1, 1, 0.5, 0.6, 0.7), ("de", "German", 0, 0, 0, 0, None, None, None),
+        ("th", "Thai", 3, 1, 2, 0, 0.2, 0.4, 0.9), ("all", "all", 5, 1, 3, 1, 0.2, 0.5, 0.9)]]
     res = runner.invoke(app, ["report", "languages", "--store", root])
     assert res.exit_code == 0 and "totals per language" in res.stdout
+    totals = res.stdout[res.stdout.index("totals per language"):]
+    assert table_rows(totals) == [
+        ["en", "English", "1", "2", str(en_tokens), f"{en_tokens / 2:g}"], ["fr", "French", "1", "1", "3", "3"],
+        ["de", "German", "1", "1", "4", "4"], ["th", "Thai", "1", "3", "11", "3.7"],
+    ]
     res = runner.invoke(app, ["report", "feature", "1:5", "--store", root, "--top", "2"])
     assert res.exit_code == 0, res.output
     assert "sae 1:5" in res.stdout and "top activations" in res.stdout and "s1" in res.stdout
+    p = [2 / en_tokens, 0.0, 1 / 11]
+    entropy = -sum(x / sum(p) * math.log(x / sum(p)) for x in p if x > 0)
+    assert f"sae 1:5  entropy {entropy:.3g}  over 3 run(s)" in res.stdout.splitlines()[0]
+    cells = [[c for c in row if c] for row in table_rows(res.stdout)]
+    assert [c for c in cells if c[0] == "s1"] == [["s1", "sae-lape", "en", "1", "0.5", "0.1"],
+                                                  ["s1", "sae-lape", "th", "1", "0.2", "0.3"]]
+    en_docs = [doc_id(store["en"]["run_num"], i) for i in range(2)]
+    contexts = [c for c in cells if c[1:2] == ["en"] and c[2:3] in ([str(d)] for d in en_docs)]
+    assert [c[:4] for c in contexts] == [["3.5", "en", str(en_docs[1]), "2"], ["2", "en", str(en_docs[0]), "1"]]
+    tok, ids = store["tok"], store["en_ids"]
+    for (_, _, _, pos, shown), doc in zip(contexts, (ids[1], ids[0]), strict=True):
+        pos = int(pos)
+        text = tok.decode(doc[max(0, pos - 8):pos]) + tok.decode(doc[pos:pos + 1]) + tok.decode(doc[pos + 1:pos + 9])
+        assert len(shown) >= 10 and text.startswith(shown)  # the context column, cut to the terminal width
     res = runner.invoke(app, ["report", "feature", "1:5", "--store", root, "--format", "csv"])
     assert res.exit_code == 0 and res.stdout.splitlines()[0].startswith("lang,lang_name,runs,docs,tokens")
+    csv = pl.read_csv(io.StringIO(res.stdout))
+    assert csv.select("lang", "lang_name", "runs", "docs", "tokens", "tok_count", "doc_count").rows() == [
+        ("en", "English", 1, 2, en_tokens, 2, 2), ("de", "German", 1, 1, 4, 0, 0), ("th", "Thai", 1, 3, 11, 1, 1)]
+    assert csv["p"].to_list() == pytest.approx(p)
+    assert csv["coverage"].to_list() == pytest.approx([1.0, 0.0, 1 / 3])
+    assert csv["q"].to_list() == pytest.approx([x / sum(p) for x in p])
+    assert csv["act_max"].to_list() == [3.5, None, 1.0] and csv["act_mean"].to_list()[0] == pytest.approx(2.75)
     res = runner.invoke(app, ["report", "feature", "x", "--store", root])
     assert res.exit_code == 2 and "LAYER:FEATURE" in res.output

@@ -11,11 +11,11 @@ import textwrap
 from pathlib import Path
 
 import duckdb
-import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from factories import add_run, write_set, write_table
 
 import langfeat
 from langfeat import store as store_mod
@@ -28,69 +28,6 @@ RAW_VIEWS = [
     "runs", "docs", "tokens", "events", "feature_counts", "neuron_counts", "languages", "feature_sets",
     "feature_set_params",
 ]
-
-
-def write_table(path: Path, table: str, columns: dict[str, list]) -> None:
-    """Write ``columns`` to ``path`` with the file schema of ``table`` (float16 columns through numpy)."""
-    schema = arrow_schemas()[table]
-    arrays = []
-    for field in schema:
-        values = columns[field.name]
-        if field.type == pa.float16():
-            arrays.append(pa.array(np.array(values, dtype=np.float16), type=pa.float16()))
-        else:
-            arrays.append(pa.array(values, type=field.type))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    pq.write_table(pa.Table.from_arrays(arrays, schema=schema), path)
-
-
-def add_run(layout: Layout, lang: str, dataset: str, texts: list[str], events: dict[int, list[tuple]],
-            status: str = "complete", start: int = 0, neurons: bool = False) -> dict:
-    """A run of ``texts`` (one token per character + BOS) with ``events[layer] = [(row, pos, feature, act)]``."""
-    record = dict(
-        kind="ingest", model="toy", sae_model="toy-sae", dataset=dataset, split="devtest", config=lang,
-        lang=lang, lang_name={"en": "English", "de": "German", "th": "Thai"}.get(lang, lang), start=start,
-        end=start + len(texts), template=None, text_column="text", layers=sorted(events), layer_paths=[],
-        neurons=neurons, dtype="float32", max_length=None, bos=True, shard_docs=1024,
-    )
-    manifest, _ = runs_mod.begin_run(layout, record)
-    work = layout.run_work(manifest["run_id"]) / f"lang={lang}"
-    num = manifest["run_num"]
-    ids = [doc_id(num, start + i) for i in range(len(texts))]
-    n_tok = [len(t) + 1 for t in texts]
-    write_table(work / "docs" / "part-0.parquet", "docs", {
-        "doc_id": ids, "dataset": [dataset] * len(texts), "row": [start + i for i in range(len(texts))],
-        "n_tokens": n_tok, "text": texts,
-    })
-    tok_rows = [
-        (d, p, 1 if p == 0 else ord(t[p - 1])) for d, t in zip(ids, texts, strict=True) for p in range(len(t) + 1)
-    ]
-    write_table(work / "tokens" / "part-0.parquet", "tokens", {
-        "doc_id": [r[0] for r in tok_rows], "pos": [r[1] for r in tok_rows], "token_id": [r[2] for r in tok_rows],
-    })
-    counts = []
-    for layer, evs in events.items():
-        write_table(work / "events" / f"layer={layer}" / "part-0.parquet", "events", {
-            "doc_id": [ids[e[0]] for e in evs], "pos": [e[1] for e in evs], "feature": [e[2] for e in evs],
-            "act": [e[3] for e in evs], "dataset": [dataset] * len(evs),
-        })
-        for feat in sorted({e[2] for e in evs}):
-            acts = [e[3] for e in evs if e[2] == feat]
-            counts.append((layer, feat, len(acts), len({e[0] for e in evs if e[2] == feat}), sum(acts), max(acts),
-                           min(acts)))
-    names = ["layer", "feature", "tok_count", "doc_count", "act_sum", "act_max", "act_min"]
-    cols = dict(zip(names, zip(*counts, strict=True), strict=True))
-    write_table(work / "feature_counts" / "part-0.parquet", "feature_counts", {k: list(v) for k, v in cols.items()})
-    if neurons:
-        ncols = dict(cols)
-        ncols["neuron"] = ncols.pop("feature")
-        write_table(work / "neuron_counts" / "part-0.parquet", "neuron_counts", {k: list(v) for k, v in ncols.items()})
-    if status == "complete":
-        return runs_mod.commit_run(layout, manifest, n_docs=len(texts), n_tokens=sum(n_tok))
-    if status == "failed":
-        runs_mod.fail_run(layout, manifest, "boom")
-        return dict(manifest, status="failed")
-    return manifest
 
 
 EN_EVENTS = {0: [(0, 0, 5, 1.5), (0, 1, 7, 0.25), (1, 0, 5, 2.0), (2, 3, 9, 0.5)], 2: [(1, 2, 3, 4.0)]}
@@ -260,8 +197,7 @@ def test_feature_sets_and_params(populated):
     rows = {"algorithm": ["sae-lape", "sae-lape"], "kind": ["sae", "sae"], "lang": ["en", "de"], "layer": [0, 2],
             "feature": [7, 4], "entropy": [0.1, 0.2], "prob": [0.5, 0.6], "act_max": [1.0, 2.0],
             "act_min": [0.0, 0.5], "act_avg": [0.5, 1.0], "rank": [0, 0]}
-    write_table(layout.set_dir("demo") / "features.parquet", "feature_sets", rows)
-    runs_mod.write_json_atomic(layout.set_dir("demo") / "params.json", {"algorithm": "sae-lape", "r": 0.5})
+    write_set(layout.root, "demo", pl.DataFrame(rows), params={"algorithm": "sae-lape", "r": 0.5})
     with open_store(layout.root) as store:
         fs = store.feature_sets().sort("lang")
         assert fs.columns[0] == "name" and set(fs["name"]) == {"demo"}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from hand import capture
 from typer.testing import CliRunner
 
 from conftest import flores_lines
@@ -32,11 +33,7 @@ def test_train_sae_cli_learns(toy_model_dir, tmp_path):
 
     model = AutoModelForCausalLM.from_pretrained(toy_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(toy_model_dir)
-    captured = {}
-    model.model.layers[1].mlp.register_forward_hook(lambda m, i, o: captured.__setitem__("x", o))
-    with torch.no_grad():
-        model(**tok(" ".join(flores_lines("eng_Latn", 5)), return_tensors="pt"))
-    x = captured["x"][0]
+    x = capture(model, tok(" ".join(flores_lines("eng_Latn", 5)))["input_ids"], [1])[1]
     trained = SparseCoder.load_from_disk(out / "layers.1.mlp")
     assert (trained.cfg.num_latents, trained.cfg.k) == (64, 4)
     torch.manual_seed(0)  # the trainer's init seed: the same SAE before training
