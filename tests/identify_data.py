@@ -10,6 +10,7 @@ import numpy as np
 import polars as pl
 
 from langfeat import langs
+from langfeat.layers import mlp_path
 from langfeat.store import ensure_store, runs
 from langfeat.store.results import to_arrow
 from langfeat.store.writer import write_parquet_atomic
@@ -114,17 +115,14 @@ def write_store(root: Path, counts: Counts, kind: str = "sae", model: str = "toy
     for r, tag in enumerate(counts.langs):
         config = configs[r] if configs else tag
         lang = langs.resolve(tag)
-        suffix = ".mlp.act_fn" if kind == "neuron" else ".mlp"
-        record = {
-            "kind": "ingest", "model": model, "sae_model": sae_model if kind == "sae" else None,
-            "neurons": kind == "neuron", "dataset": counts.datasets[r], "split": "train", "config": config,
-            "lang": lang.tag, "lang_name": lang.name, "start": 0, "end": counts.n_doc[r], "template": None,
-            "text_column": "text", "layers": list(range(L)),
-            "layer_paths": [f"model.layers.{i}{suffix}" for i in range(L)],
-            "sae_layers": list(range(L)) if kind == "sae" else [],
-            "neuron_layers": list(range(L)) if kind == "neuron" else [],
-            "dtype": "float32", "max_length": None, "bos": True, "shard_docs": 64,
-        }
+        record = runs.RunManifest(
+            origin="ingest", model=model, sae_model=sae_model if kind == "sae" else None,
+            neurons=kind == "neuron", dataset=counts.datasets[r], split="train", config=config,
+            lang=lang.tag, lang_name=lang.name, start=0, end=counts.n_doc[r], text_column="text",
+            layers=list(range(L)), layer_paths=[mlp_path("model", i, kind == "neuron") for i in range(L)],
+            sae_layers=list(range(L)) if kind == "sae" else [],
+            neuron_layers=list(range(L)) if kind == "neuron" else [], shard_docs=64,
+        )
         manifest, _ = runs.begin_run(layout, record)
         layer, unit = np.nonzero(counts.tok[r])
         frame = pl.DataFrame({

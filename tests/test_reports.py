@@ -35,11 +35,10 @@ def write(path: Path, table: str, columns: dict[str, list]) -> None:
 def add_run(layout, lang: str, model: str, token_ids: list[list[int]], events: list[tuple[int, int, int, float]],
             sae: bool = True) -> dict:
     """A complete run of documents ``token_ids`` with SAE ``events`` (doc index, pos, feature, act) at LAYER."""
-    record = dict(
-        kind="ingest", model=model, sae_model="toy-sae" if sae else None, neurons=not sae, dataset="flores",
+    record = runs.RunManifest(
+        origin="ingest", model=model, sae_model="toy-sae" if sae else None, neurons=not sae, dataset="flores",
         split="devtest", config=lang, lang=lang, lang_name=langs.english_name(lang), start=0, end=len(token_ids),
-        template=None, text_column="text", layers=[0, 1, 2], layer_paths=[], dtype="float32", max_length=None, bos=True,
-        shard_docs=64,
+        text_column="text", layers=[0, 1, 2], shard_docs=64,
     )
     manifest, _ = runs.begin_run(layout, record)
     work = layout.run_work(manifest["run_id"]) / f"lang={lang}"
