@@ -11,7 +11,6 @@ tokenization and stop the forward after the last hooked layer; ingestion also SA
 from __future__ import annotations
 
 import argparse
-import contextlib
 import gzip
 import os
 import sys
@@ -21,9 +20,9 @@ from pathlib import Path
 
 import torch
 
-from langfeat.activations import _Stop, plan_batches
+from langfeat.activations import Probe, pad_batch, plan_batches
 from langfeat.ingest import IngestConfig, ingest
-from langfeat.layers import parse
+from langfeat.layers import mlp_path, parse
 
 SHARED = Path(os.environ.get("LANGFEAT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 CODES = ["eng_Latn", "deu_Latn", "rus_Cyrl", "hin_Deva", "tha_Thai", "jpn_Jpan", "kor_Hang", "zho_Hans"]
@@ -46,42 +45,30 @@ def model_only(model, tokenizer, texts: list[str], last_module: str, batch: int,
     """
     state = {}
 
-    def stop(*_):
-        raise _Stop
-
     def encode(layer):
-        def hook(_m, _a, out):
+        def read(out):
             state["top"] = saes[layer].encode(out[state["valid"]].to(saes[layer].dtype)).top_acts
 
-        return hook
+        return read
 
-    handles = [model.get_submodule(f"model.layers.{i}.mlp").register_forward_hook(encode(i)) for i in (saes or {})]
-    handles.append(model.get_submodule(last_module).register_forward_hook(stop))
+    readers = [(mlp_path("model", i), encode(i)) for i in (saes or {})]
+    probe = Probe(model, [*readers, (last_module, lambda _out: None)])
     device = next(model.parameters()).device
     tokens = 0
-    try:
+    with probe.attached():
         if device.type == "cuda":
             torch.cuda.synchronize()
         t0 = time.perf_counter()
         for lo in range(0, len(texts), shard_docs):
             ids = tokenizer(texts[lo : lo + shard_docs], add_special_tokens=True)["input_ids"]
             for idx in plan_batches([len(x) for x in ids], batch, max_batch_tokens):
-                width = max(len(ids[i]) for i in idx)
-                inp = torch.zeros((len(idx), width), dtype=torch.long)
-                mask = torch.zeros((len(idx), width), dtype=torch.long)
-                for j, i in enumerate(idx):
-                    inp[j, : len(ids[i])] = torch.as_tensor(ids[i])
-                    mask[j, : len(ids[i])] = 1
+                inp, mask = pad_batch([ids[i] for i in idx], 0, device)
                 tokens += int(mask.sum())
-                state["valid"] = mask.to(device).bool()
-                with torch.inference_mode(), contextlib.suppress(_Stop):
-                    model(input_ids=inp.to(device), attention_mask=mask.to(device), use_cache=False)
+                state["valid"] = mask.bool()
+                probe.run(inp, mask)
         if device.type == "cuda":
             torch.cuda.synchronize()
         return time.perf_counter() - t0, tokens
-    finally:
-        for handle in handles:
-            handle.remove()
 
 
 def run_ingest(config: IngestConfig, model, tokenizer, saes=None) -> tuple[float, dict, int, int]:
@@ -146,7 +133,7 @@ def main(argv: list[str] | None = None) -> None:
     torch.manual_seed(0)
     saes = {i: SparseCoder(d, SparseCoderConfig(num_latents=latents, k=32)).eval() for i in range(args.layers)}
     (tmp / "data").mkdir()
-    pattern = f"model.layers.{{0..{args.layers - 1}}}.mlp"
+    pattern = mlp_path("model", f"{{0..{args.layers - 1}}}")
     last = parse([pattern])[-1].mlp_path
     model_only(model, tokenizer, texts[:64], last, args.batch, args.shard_docs)  # warm-up
     t_model, n_model = model_only(model, tokenizer, texts, last, args.batch, args.shard_docs)

@@ -12,7 +12,7 @@ positive outputs are aggregated per neuron (no events: they are dense).
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,13 +21,14 @@ import torch
 
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec
-from langfeat.models import bos_policy, get_module, tokenize
+from langfeat.models import bos_policy, get_module
+from langfeat.store.writer import AGGREGATES
 
 PRE_ACTS_BUDGET = 1 << 27  # elements of the dense pre-activation matrix per SAE encode call
 
 
-class _Stop(Exception):
-    """Raised by the last hook to end the forward early."""
+class StopForward(Exception):
+    """Raised by a hook to end the forward early (after the last module of interest has run)."""
 
 
 @dataclass
@@ -42,13 +43,11 @@ class Aggregates:
 
     @classmethod
     def zeros(cls, n: int, device: torch.device) -> Aggregates:
-        return cls(
-            tok_count=torch.zeros(n, dtype=torch.int64, device=device),
-            doc_count=torch.zeros(n, dtype=torch.int64, device=device),
-            act_sum=torch.zeros(n, dtype=torch.float64, device=device),
-            act_max=torch.full((n,), -torch.inf, dtype=torch.float32, device=device),
-            act_min=torch.full((n,), torch.inf, dtype=torch.float32, device=device),
-        )
+        """``n`` units before anything was seen (the initial values of :data:`langfeat.store.writer.AGGREGATES`)."""
+        return cls(**{
+            col: torch.full((n,), init, dtype=getattr(torch, dtype), device=device)
+            for col, (dtype, init) in AGGREGATES.items()
+        })
 
     def to_numpy(self) -> dict[str, np.ndarray]:
         """The units that fired at least once: ``unit`` and the five aggregates."""
@@ -74,32 +73,88 @@ class BatchEvents:
     act: np.ndarray
 
 
-def _output_tensor(output: Any) -> torch.Tensor:
+def output_tensor(output: Any) -> torch.Tensor:
+    """A module's output tensor (the first element of a tuple output)."""
     return output[0] if isinstance(output, (tuple, list)) else output
+
+
+Hook = Callable[[torch.nn.Module, tuple, Any], Any]
+
+
+@contextlib.contextmanager
+def forward_hooks(model, hooks: Iterable[tuple[str | torch.nn.Module, Hook]]) -> Iterator[None]:
+    """Register forward hooks (module path or module, hook) on ``model`` for the block; removed afterwards."""
+    handles = []
+    try:
+        for target, hook in hooks:
+            module = get_module(model, target) if isinstance(target, str) else target
+            handles.append(module.register_forward_hook(hook))
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
+def pad_batch(seqs: Sequence[Sequence[int]], pad_id: int = 0, device: torch.device | str | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded ``input_ids`` and ``attention_mask`` (``[len(seqs), longest]``, long) of token-id lists."""
+    width = max(len(x) for x in seqs)
+    ids = torch.full((len(seqs), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(seqs), width), dtype=torch.long)
+    for i, x in enumerate(seqs):
+        ids[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
+        mask[i, : len(x)] = 1
+    return ids.to(device), mask.to(device)
+
+
+class Probe:
+    """Reads module outputs during a forward and stops the forward once every reader has run.
+
+    ``readers`` are ``(module path, fn(output tensor))`` pairs; each module must run once per forward.
+    """
+
+    def __init__(self, model, readers: Sequence[tuple[str, Callable[[torch.Tensor], None]]]):
+        self.model = model
+        self.readers = list(readers)
+        self.modules = [get_module(model, path) for path, _ in self.readers]
+        self._left = 0
+
+    @contextlib.contextmanager
+    def attached(self) -> Iterator[None]:
+        """Register the readers' hooks for the duration of the block (the model is left as it was)."""
+
+        def make(fn: Callable[[torch.Tensor], None]) -> Hook:
+            def hook(_module, _args, output):
+                fn(output_tensor(output))
+                self._left -= 1
+                if self._left == 0:
+                    raise StopForward
+
+            return hook
+
+        with forward_hooks(self.model, [(m, make(fn)) for m, (_, fn) in zip(self.modules, self.readers, strict=True)]):
+            yield
+
+    def run(self, input_ids: torch.Tensor, attention_mask: torch.Tensor | None = None) -> None:
+        """One forward without KV cache, in inference mode, up to the last reader (call inside :meth:`attached`)."""
+        if not self.readers:
+            return
+        self._left = len(self.readers)
+        with torch.inference_mode(), contextlib.suppress(StopForward):
+            self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
 
 
 def probe_widths(model, paths: Sequence[str], token_id: int = 0) -> dict[str, int]:
     """The last dimension of each module's output, from a one-token forward that stops after the last one."""
     widths: dict[str, int] = {}
-    handles = []
 
-    def make(path: str):
-        def hook(_module, _args, output):
-            widths[path] = int(_output_tensor(output).shape[-1])
-            if len(widths) == len(paths):
-                raise _Stop
+    def reader(path: str) -> Callable[[torch.Tensor], None]:
+        return lambda out: widths.__setitem__(path, int(out.shape[-1]))
 
-        return hook
-
-    try:
-        for path in paths:
-            handles.append(get_module(model, path).register_forward_hook(make(path)))
-        device = next(model.parameters()).device
-        with torch.inference_mode(), contextlib.suppress(_Stop):
-            model(input_ids=torch.tensor([[token_id]], device=device), use_cache=False)
-    finally:
-        for h in handles:
-            h.remove()
+    probe = Probe(model, [(path, reader(path)) for path in paths])
+    device = next(model.parameters()).device
+    with probe.attached():
+        probe.run(torch.tensor([[token_id]], device=device))
     return widths
 
 
@@ -134,22 +189,14 @@ class Encoder:
             self.hooks.append((by_layer[layer].mlp_path, layer, "sae"))
         for layer in self.neuron_layers:
             self.hooks.append((by_layer[layer].act_fn_path, layer, "neuron"))
-        modules = [get_module(model, path) for path, _, _ in self.hooks]
-        if len({id(m) for m in modules}) != len(modules):
+        self._probe = Probe(model, [(path, self._reader(layer, kind)) for path, layer, kind in self.hooks])
+        if len({id(m) for m in self._probe.modules}) != len(self.hooks):
             raise UsageError("two --layer entries hook the same module: list each module once")
-        self._modules = modules
-        self.bos_id = tokenizer.bos_token_id
-        adds_bos, self.prepend_bos = bos_policy(tokenizer)
-        self.bos = adds_bos or self.prepend_bos
+        adds_bos, prepend_bos = bos_policy(tokenizer)
+        self.bos = adds_bos or prepend_bos
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.stats: dict[tuple[str, int], Aggregates] = {}
-        self.neuron_widths: dict[int, int] = {}
         self._ctx: dict[str, Any] = {}
-
-    # -- tokenization -------------------------------------------------------------------------------------
-    def tokenize(self, texts: Sequence[str]) -> list[list[int]]:
-        """Token ids with special tokens (BOS first), truncated to ``max_length`` tokens in all."""
-        return tokenize(self.tokenizer, texts, self.max_length)
 
     # -- aggregates ----------------------------------------------------------------------------------------
     def _agg(self, kind: str, layer: int, n: int) -> Aggregates:
@@ -212,53 +259,24 @@ class Encoder:
             r, c = (flat > 0).nonzero(as_tuple=True)
             ctx["events"][("neuron", layer)] = (ctx["rows_b"][r], ctx["rows_t"][r], c, flat[r, c].to(torch.float16))
 
-    @contextlib.contextmanager
-    def hooked(self) -> Iterator[None]:
+    def _reader(self, layer: int, kind: str) -> Callable[[torch.Tensor], None]:
+        fn = self._sae_hook if kind == "sae" else self._neuron_hook
+        return lambda out: fn(layer, out)
+
+    def hooked(self) -> contextlib.AbstractContextManager[None]:
         """Register the hooks for the duration of the block (the model is left as it was)."""
-
-        def make(layer: int, kind: str):
-            fn = self._sae_hook if kind == "sae" else self._neuron_hook
-
-            def hook(_module, _args, output):
-                fn(layer, _output_tensor(output))
-                self._ctx["remaining"] -= 1
-                if self._ctx["remaining"] == 0:
-                    raise _Stop
-
-            return hook
-
-        handles = [
-            module.register_forward_hook(make(layer, kind))
-            for module, (_, layer, kind) in zip(self._modules, self.hooks, strict=True)
-        ]
-        try:
-            yield
-        finally:
-            for h in handles:
-                h.remove()
+        return self._probe.attached()
 
     def encode_batch(self, batch: Sequence[Sequence[int]]) -> dict[tuple[str, int], BatchEvents]:
         """Run one batch of token-id lists (each non-empty); return its events and update the aggregates.
 
         Call inside :meth:`hooked`.
         """
-        lengths = [len(x) for x in batch]
-        width = max(lengths)
-        ids = torch.full((len(batch), width), self.pad_id, dtype=torch.long)
-        mask = torch.zeros((len(batch), width), dtype=torch.long)
-        for i, x in enumerate(batch):
-            ids[i, : len(x)] = torch.as_tensor(x, dtype=torch.long)
-            mask[i, : len(x)] = 1
-        ids, mask = ids.to(self.device), mask.to(self.device)
+        ids, mask = pad_batch(batch, self.pad_id, self.device)
         valid = mask.bool()
         rows_b, rows_t = valid.nonzero(as_tuple=True)
-        self._ctx = {
-            "valid": valid, "rows_b": rows_b, "rows_t": rows_t, "n_docs": len(batch),
-            "remaining": len(self.hooks), "events": {},
-        }
-        if self.hooks:
-            with torch.inference_mode(), contextlib.suppress(_Stop):
-                self.model(input_ids=ids, attention_mask=mask, use_cache=False)
+        self._ctx = {"valid": valid, "rows_b": rows_b, "rows_t": rows_t, "n_docs": len(batch), "events": {}}
+        self._probe.run(ids, mask)
         out = {}
         for key, (doc, pos, feature, act) in self._ctx["events"].items():
             out[key] = BatchEvents(

@@ -83,7 +83,7 @@ def resolve_layers(patterns: Sequence[str | int] | str | None, algorithm: str) -
     ``...mlp.act_fn`` paths select neuron counts; so does ``...mlp`` with ``--algorithm lape`` (the paper's neuron
     LAPE); otherwise SAE feature counts. Plain integers are layer numbers.
     """
-    from langfeat.layers import LayerPatternError, parse
+    from langfeat.layers import parse_option
 
     algorithm = normalise_algorithm(algorithm)
     neuron_default = algorithm == "lape"
@@ -93,10 +93,7 @@ def resolve_layers(patterns: Sequence[str | int] | str | None, algorithm: str) -
         patterns = [patterns]
     if all(isinstance(p, int) or str(p).isdigit() for p in patterns):
         return sorted({int(p) for p in patterns}), "neuron" if neuron_default else "sae"
-    try:
-        specs = parse([str(p) for p in patterns])
-    except LayerPatternError as exc:
-        raise UsageError(f"{exc}: fix --layer") from None
+    specs = parse_option([str(p) for p in patterns])
     kinds = {s.neurons for s in specs}
     if len(kinds) > 1:
         raise UsageError("--layer mixes .mlp and .mlp.act_fn paths: identify SAE features or neurons, not both")

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -23,10 +23,12 @@ import polars as pl
 from langfeat import data as datamod
 from langfeat.activations import Encoder, plan_batches, probe_widths
 from langfeat.errors import UsageError
-from langfeat.layers import LayerPatternError, LayerSpec, parse
+from langfeat.layers import LayerSpec, mlp_path, parse_option
+from langfeat.models import base_prefix, check_sae_source, load_model, load_saes, model_id, sae_id, tokenize
 from langfeat.store import runs
 from langfeat.store.layout import Layout, doc_id
-from langfeat.store.writer import ShardData, compact_partials, shard_done, write_shard
+from langfeat.store.runs import RunManifest
+from langfeat.store.writer import ShardData, compact_partials, shard_done, token_rows, write_shard
 
 WRITERS = 2  # shards being written while the next one is encoded (each holds its events in memory)
 
@@ -54,22 +56,22 @@ class IngestConfig:
     store: str | None = None
     overwrite: bool = False
     shard_docs: int = 1024
-    max_batch_tokens: int | None = None  # caps batch x longest document (padding included); None = no cap
 
 
 @dataclass
 class Plan:
-    """What a run hooks: the layer specs, SAEs by layer, neuron layers, and the encoder built over them."""
+    """What a run hooks: the layer specs, SAEs by layer, neuron layers (and their widths), and the encoder."""
 
     specs: list[LayerSpec]
     saes: dict[int, Any]
     neuron_layers: list[int]
+    neuron_widths: dict[int, int]
     encoder: Encoder
 
     def dims(self) -> dict[tuple[str, int], int]:
+        """Units per (unit kind, layer)."""
         out = {("sae", layer): int(sae.num_latents) for layer, sae in self.saes.items()}
-        widths = self.encoder.neuron_widths
-        out.update({("neuron", layer): widths[layer] for layer in self.neuron_layers})
+        out.update({("neuron", layer): self.neuron_widths[layer] for layer in self.neuron_layers})
         return out
 
 
@@ -81,19 +83,15 @@ def _check_config(config: IngestConfig) -> None:
         raise UsageError(f"--shard-docs {config.shard_docs} is not positive: pass a shard size >= 1")
     if config.max_length is not None and config.max_length < 1:
         raise UsageError(f"--max-length {config.max_length} is not positive: pass a length >= 1 or omit it")
-    if config.sae_model and config.local_sae_dir:
-        raise UsageError("both --sae-model and --local-sae-dir given: pass only one")
+    check_sae_source(config.sae_model, config.local_sae_dir)
 
 
 def default_layers(model) -> list[str]:
     """Every MLP of the model (``model.layers.{0..N-1}.mlp``)."""
-    from langfeat.models import base_prefix
-
     n = int(getattr(model.config, "num_hidden_layers", 0) or 0)
     if n == 0:
         raise UsageError("cannot tell the model's number of layers: pass --layer")
-    prefix = base_prefix(model)
-    return [f"{prefix + '.' if prefix else ''}layers.{{0..{n - 1}}}.mlp"]
+    return [mlp_path(base_prefix(model), f"{{0..{n - 1}}}")]
 
 
 def build_plan(
@@ -108,74 +106,64 @@ def build_plan(
     neuron_events: bool = False,
 ) -> Plan:
     """Resolve layers, load and check SAEs (width = hooked output width) and build the encoder."""
-    from langfeat.models import base_prefix, load_sae
-
-    try:
-        specs = parse(list(patterns) or default_layers(model))
-    except LayerPatternError as exc:
-        raise UsageError(f"{exc}: fix --layer") from None
+    specs = parse_option(list(patterns) or default_layers(model))
     if not specs:
         raise UsageError("no layers given: pass --layer 'model.layers.{0..15}.mlp'")
     have_sae = sae_model is not None or local_sae_dir is not None or saes is not None
-    sae_specs = [s for s in specs if not s.path.endswith(".act_fn")] if have_sae else []
-    neuron_layers = sorted({s.layer for s in specs if s.path.endswith(".act_fn") or neurons})
-    if not have_sae and any(not s.path.endswith(".act_fn") for s in specs) and not neurons:
+    sae_specs = [s for s in specs if not s.neurons] if have_sae else []
+    neuron_layers = sorted({s.layer for s in specs if s.neurons or neurons})
+    if not have_sae and any(not s.neurons for s in specs) and not neurons:
         raise UsageError("no SAE given: pass --sae-model HUB_ID or --local-sae-dir DIR, or --neurons for neurons only")
-    device = next(model.parameters()).device
-    dtype = next(model.parameters()).dtype
     paths = [s.mlp_path for s in sae_specs] + [s.act_fn_path for s in specs if s.layer in neuron_layers]
     widths = probe_widths(model, paths, token_id=tokenizer.bos_token_id or 0) if paths else {}
     prefix = base_prefix(model)
-    loaded: dict[int, Any] = {}
-    for spec in sae_specs:
-        hookpoint = spec.hookpoint(prefix)
-        if saes is not None:
-            sae = saes.get(spec.layer, saes.get(hookpoint))  # type: ignore[call-overload]
+    if saes is None:
+        param = next(model.parameters())
+        loaded = load_saes(sae_specs, sae_model, local_sae_dir, param.device, param.dtype, prefix=prefix)
+    else:
+        loaded = {}
+        for spec in sae_specs:
+            sae = saes.get(spec.layer, saes.get(spec.hookpoint(prefix)))  # type: ignore[call-overload]
             if sae is None:
-                raise UsageError(f"no SAE for {hookpoint}: provide one per SAE layer")
-        else:
-            sae = load_sae(hookpoint, sae_model, local_sae_dir, device=device, dtype=dtype)
+                raise UsageError(f"no SAE for {spec.hookpoint(prefix)}: provide one per SAE layer")
+            loaded[spec.layer] = sae
+    for spec in sae_specs:
         width = widths[spec.mlp_path]
-        if int(sae.d_in) != width:
+        if int(loaded[spec.layer].d_in) != width:
             raise UsageError(
-                f"SAE for {hookpoint} has width {sae.d_in} but {spec.mlp_path} outputs {width}: use the SAEs "
-                "trained for this model"
+                f"SAE for {spec.hookpoint(prefix)} has width {loaded[spec.layer].d_in} but {spec.mlp_path} outputs "
+                f"{width}: use the SAEs trained for this model"
             )
-        loaded[spec.layer] = sae
     encoder = Encoder(model, tokenizer, specs, loaded, neuron_layers, max_length, neuron_events=neuron_events)
-    encoder.neuron_widths = {s.layer: widths[s.act_fn_path] for s in specs if s.layer in neuron_layers}
-    return Plan(specs=specs, saes=loaded, neuron_layers=neuron_layers, encoder=encoder)
+    neuron_widths = {s.layer: widths[s.act_fn_path] for s in specs if s.layer in neuron_layers}
+    return Plan(specs=specs, saes=loaded, neuron_layers=neuron_layers, neuron_widths=neuron_widths, encoder=encoder)
 
 
-def _record(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_name: str) -> dict[str, Any]:
-    sae_model = config.sae_model
-    if config.local_sae_dir is not None and plan.saes:
-        sae_model = str(Path(config.local_sae_dir).expanduser().resolve())
-    layers = sorted({s.layer for s in plan.specs})
-    return {
-        "kind": "ingest",
-        "model": model_name,
-        "sae_model": sae_model if plan.saes else None,
-        "dataset": source.dataset,
-        "split": source.split,
-        "config": source.config,
-        "lang": source.lang.tag,
-        "lang_name": source.lang.name,
-        "start": source.start,
-        "end": source.end,
-        "template": source.template,
-        "text_column": source.text_column,
-        "layers": layers,
-        "layer_paths": [s.path for s in plan.specs],
-        "sae_layers": sorted(plan.saes),
-        "neuron_layers": plan.neuron_layers,
-        "neurons": bool(plan.neuron_layers),
-        "dtype": config.dtype,
-        "max_length": config.max_length,
-        "bos": plan.encoder.bos,
-        "shard_docs": config.shard_docs,
-        "source_path": source.path,
-    }
+def _manifest(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_name: str) -> RunManifest:
+    return RunManifest(
+        origin="ingest",
+        model=model_name,
+        sae_model=sae_id(config.sae_model, config.local_sae_dir) if plan.saes else None,
+        dataset=source.dataset,
+        split=source.split,
+        config=source.config,
+        lang=source.lang.tag,
+        lang_name=source.lang.name,
+        start=source.start,
+        end=source.end,
+        template=source.template,
+        text_column=source.text_column,
+        layers=sorted({s.layer for s in plan.specs}),
+        layer_paths=[s.path for s in plan.specs],
+        sae_layers=sorted(plan.saes),
+        neuron_layers=plan.neuron_layers,
+        neurons=bool(plan.neuron_layers),
+        dtype=config.dtype,
+        max_length=config.max_length,
+        bos=plan.encoder.bos,
+        shard_docs=config.shard_docs,
+        source_path=source.path,
+    )
 
 
 # -- the streaming job ----------------------------------------------------------------------------------------
@@ -218,13 +206,13 @@ class _Progress:
 
 
 def _encode_shard(
-    plan: Plan, texts: list[str], batch: int, max_batch_tokens: int | None, advance: Callable[[int, int], None]
+    plan: Plan, texts: list[str], batch: int, advance: Callable[[int, int], None]
 ) -> tuple[list[list[int]], dict[int, list[tuple]], dict]:
     enc = plan.encoder
-    token_ids = enc.tokenize(texts)
+    token_ids = tokenize(enc.tokenizer, texts, enc.max_length)
     events: dict[int, list[tuple]] = {layer: [] for layer in plan.saes}
     with enc.hooked():
-        for idx in plan_batches([len(t) for t in token_ids], batch, max_batch_tokens):
+        for idx in plan_batches([len(t) for t in token_ids], batch):
             out = enc.encode_batch([token_ids[i] for i in idx])
             local = np.asarray(idx, dtype=np.int32)
             for (kind, layer), ev in out.items():
@@ -243,10 +231,10 @@ def _ingest_source(
     model_name: str,
     progress: _Progress,
 ) -> dict[str, Any]:
-    record = _record(source, config, plan, model_name)
+    record = _manifest(source, config, plan, model_name)
     existing = runs.read_manifest(layout, runs.run_id_for(record))
     if existing is not None and not config.overwrite and existing.get("status") != "complete":
-        record["shard_docs"] = existing.get("shard_docs", record["shard_docs"])  # resume with the same shards
+        record = replace(record, shard_docs=existing.get("shard_docs", record.shard_docs))  # resume, same shards
     manifest, complete = runs.begin_run(layout, record, overwrite=config.overwrite)
     run_id = manifest["run_id"]
     if complete:
@@ -272,7 +260,7 @@ def _ingest_source(
                     continue
                 lo, hi = shard * shard_docs, min((shard + 1) * shard_docs, len(source))
                 texts = source.texts(lo, hi)
-                token_ids, events, stats = _encode_shard(plan, texts, config.batch, config.max_batch_tokens, advance)
+                token_ids, events, stats = _encode_shard(plan, texts, config.batch, advance)
                 shard_data = ShardData(
                     shard=shard, dataset=source.dataset, base_doc_id=base,
                     rows=np.arange(source.start + lo, source.start + hi, dtype=np.int64),
@@ -317,8 +305,6 @@ def ingest(
     names them in the manifest. Everything is validated (data, columns, layers, SAEs, widths) before the first
     run is created.
     """
-    from langfeat.models import load_model, model_id
-
     _check_config(config)
     sources = _open_sources(config)
     if model is None or tokenizer is None:
@@ -350,8 +336,6 @@ def ingest_texts(
     texts: list[str], lang: str, name: str, config: IngestConfig, model=None, tokenizer=None, progress: bool = False
 ) -> dict[str, Any]:
     """Ingest an in-memory list of texts as one run (``dataset = name``); return its manifest."""
-    from langfeat.models import load_model, model_id
-
     _check_config(config)
     source = datamod.from_texts(list(texts), lang, name)
     if model is None or tokenizer is None:
@@ -387,7 +371,7 @@ def encode_texts(
     if not plan.saes and not plan.neuron_layers:
         raise UsageError("nothing to encode: give SAEs for the layers or neurons=True")
     enc = plan.encoder
-    token_ids = enc.tokenize(list(texts))
+    token_ids = tokenize(tokenizer, list(texts), max_length)
     parts: list[dict[str, np.ndarray]] = []
     with enc.hooked():
         for idx in plan_batches([len(t) for t in token_ids], batch):
@@ -408,10 +392,6 @@ def encode_texts(
     events = events.sort(["kind", "layer", "doc", "pos", "feature"], descending=[True, False, False, False, False])
     if not plan.neuron_layers:
         events = events.drop("kind")
-    lengths = [len(t) for t in token_ids]
-    tokens = pl.DataFrame({
-        "doc": np.repeat(np.arange(len(token_ids), dtype=np.int32), lengths),
-        "pos": np.concatenate([np.arange(n, dtype=np.int32) for n in lengths]) if lengths else np.zeros(0, np.int32),
-        "token_id": np.fromiter((t for ids in token_ids for t in ids), dtype=np.int32, count=sum(lengths)),
-    })
+    doc, pos, token_id = token_rows(token_ids)
+    tokens = pl.DataFrame({"doc": doc.astype(np.int32), "pos": pos, "token_id": token_id})
     return events, tokens

@@ -1,7 +1,7 @@
 """Interventions on a model's MLPs, applied with forward hooks: steering, SAE-feature ablation, neuron edits.
 
 Every intervention is built for ONE language from a feature frame (columns ``lang, layer, feature, act_max,
-act_min, act_avg``, as returned by ``langfeat.stats.feature_set`` or ``langfeat.paper.read_lape``) and is used as
+act_min, act_avg``, as returned by ``langfeat.features.load_feature_set``) and is used as
 a context manager: ``with intervention.applied(model): model(...)``.
 
 * :class:`Steering` (``sae-features``, the paper's edit): at each layer, MLP output += s with
@@ -14,45 +14,38 @@ a context manager: ``with intervention.applied(model): model(...)``.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 
 import polars as pl
 import torch
 
 from langfeat import langs
+from langfeat.activations import Hook, forward_hooks
 from langfeat.errors import UsageError
-from langfeat.layers import LayerSpec
-from langfeat.models import get_module
+from langfeat.layers import LayerSpec, mlp_path, parse_option
+from langfeat.models import base_prefix, get_module, sae_decode
+from langfeat.models import load_saes as load_layer_saes
 
 INTERVENTION_TYPES = ("none", "sae-features", "sae-ablate", "neuron")
 VALUE_TYPES = {"max": "act_max", "min": "act_min", "avg": "act_avg"}
 NEURON_METHODS = ("fixed", "scaling")
 
-Hook = Callable[[torch.nn.Module, tuple, torch.Tensor], torch.Tensor]
-
-
 @dataclass
 class Intervention:
     """A set of forward hooks (module path → hook) plus how many units it edits."""
 
-    kind: str = "none"
+    intervention_type: str = "none"
     lang: str | None = None
     n_units: int = 0
 
     def hooks(self) -> dict[str, Hook]:
         return {}
 
-    @contextmanager
-    def applied(self, model: torch.nn.Module) -> Iterator[None]:
+    def applied(self, model: torch.nn.Module) -> AbstractContextManager[None]:
         """Register this intervention's hooks on ``model`` for the duration of the block."""
-        handles = [get_module(model, path).register_forward_hook(hook) for path, hook in self.hooks().items()]
-        try:
-            yield
-        finally:
-            for handle in handles:
-                handle.remove()
+        return forward_hooks(model, self.hooks().items())
 
 
 @dataclass
@@ -92,8 +85,6 @@ class SaeAblation(Intervention):
         return {path: self._hook(sae, ids) for path, (sae, ids) in self.saes.items() if len(ids)}
 
     def _hook(self, sae: torch.nn.Module, ids: torch.Tensor) -> Hook:
-        from langfeat.models import sae_decode
-
         alpha = self.multiplier
 
         def hook(module, inputs, output):
@@ -191,7 +182,7 @@ def _check_ids(ids: torch.Tensor, size: int, spec: LayerSpec) -> None:
 
 
 def build(
-    kind: str,
+    intervention_type: str,
     features: pl.DataFrame,
     lang: str,
     specs: list[LayerSpec],
@@ -204,19 +195,21 @@ def build(
     last_token_only: bool = False,
     n_neurons: int | None = None,
 ) -> Intervention:
-    """The intervention of type ``kind`` for ``lang`` at the layers ``specs``.
+    """The intervention of type ``intervention_type`` for ``lang`` at the layers ``specs``.
 
     ``multiplier`` defaults to −1 for ``sae-ablate`` (features set to 0) and is required otherwise.
     For ``neuron``: ``fixed`` sets the units to ``value``; ``scaling`` adds multiplier · act_max.
     """
     tag = langs.canonical(lang)
-    if kind == "none":
+    if intervention_type == "none":
         return Intervention()
-    if kind not in INTERVENTION_TYPES:
-        raise UsageError(f"unknown --intervention-type {kind!r}: use one of {', '.join(INTERVENTION_TYPES)}")
+    if intervention_type not in INTERVENTION_TYPES:
+        raise UsageError(
+            f"unknown --intervention-type {intervention_type!r}: use one of {', '.join(INTERVENTION_TYPES)}"
+        )
     rows = select_lang(features, tag)
     used = pl.concat([p for _, p in _by_layer(rows, specs)]) if rows.height else rows
-    if kind == "sae-ablate":
+    if intervention_type == "sae-ablate":
         alpha = -1.0 if multiplier is None else float(multiplier)
         saes = saes or {}
         sel = {}
@@ -225,12 +218,12 @@ def build(
             ids = torch.tensor(part["feature"].to_list(), dtype=torch.long, device=sae.W_dec.device)
             _check_ids(ids, sae.W_dec.shape[0], spec)
             sel[spec.mlp_path] = (sae, ids)
-        return SaeAblation(kind=kind, lang=tag, n_units=used.height, saes=sel, multiplier=alpha)
-    if kind == "sae-features":
+        return SaeAblation(intervention_type, tag, used.height, saes=sel, multiplier=alpha)
+    if intervention_type == "sae-features":
         if multiplier is None:
             raise UsageError("--intervention-type sae-features needs --multiplier (e.g. -0.2)")
         vecs = steering_vectors(rows, tag, specs, saes or {}, float(multiplier), value_type)
-        return Steering(kind=kind, lang=tag, n_units=used.height, vectors=vecs, last_token_only=last_token_only)
+        return Steering(intervention_type, tag, used.height, vectors=vecs, last_token_only=last_token_only)
     if neuron_method not in NEURON_METHODS:
         raise UsageError(f"unknown --neuron-intervention-method {neuron_method!r}: use fixed or scaling")
     if neuron_method == "scaling" and multiplier is None:
@@ -245,41 +238,15 @@ def build(
         else:
             vals = float(multiplier) * _values(part, "max")
         edits[spec.act_fn_path] = (idx, vals)
-    return NeuronEdit(kind=kind, lang=tag, n_units=used.height, edits=edits, method=neuron_method)
-
-
-def load_features(
-    store: str | None = None, feature_set: str | None = None, lape_result_path: str | None = None
-) -> pl.DataFrame:
-    """The feature frame of a stored set (``--feature-set``) or of a paper LAPE file (``--lape-result-path``)."""
-    if (feature_set is None) == (lape_result_path is None):
-        raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
-    if lape_result_path is not None:
-        from langfeat.formats.paper import read_lape
-
-        frame = read_lape(lape_result_path)
-    else:
-        from langfeat.stats import feature_set as read_set
-        from langfeat.store import open_store
-
-        frame = read_set(open_store(store), feature_set)
-    if frame.height == 0:
-        raise UsageError("the feature set is empty: identify features first or pick another set")
-    return frame.with_columns(pl.col("layer").cast(pl.Int64), pl.col("feature").cast(pl.Int64))
+    return NeuronEdit(intervention_type, tag, used.height, edits=edits, method=neuron_method)
 
 
 def layer_specs(model: torch.nn.Module, patterns: list[str] | None, features: pl.DataFrame) -> list[LayerSpec]:
     """The hooked layers: ``--layer`` patterns, else every layer of the feature set (``<base>.layers.N.mlp``)."""
-    from langfeat.layers import LayerPatternError, parse
-    from langfeat.models import base_prefix
-
     if not patterns:
         prefix = base_prefix(model)
-        patterns = [f"{prefix + '.' if prefix else ''}layers.{n}.mlp" for n in sorted(set(features["layer"]))]
-    try:
-        specs = parse(patterns, neurons=False)
-    except LayerPatternError as exc:
-        raise UsageError(f"{exc}: fix --layer") from None
+        patterns = [mlp_path(prefix, n) for n in sorted(set(features["layer"]))]
+    specs = parse_option(patterns, neurons=False)
     for spec in specs:
         get_module(model, spec.mlp_path)
     return specs
@@ -293,16 +260,10 @@ def load_saes(
     local_sae_dir: str | None,
 ) -> dict[int, torch.nn.Module]:
     """One SAE per hooked layer that has features in the set, on the model's device."""
-    from langfeat.models import base_prefix, load_sae
-
-    device = next(model.parameters()).device
     wanted = set(features["layer"].to_list())
-    prefix = base_prefix(model)
-    return {
-        spec.layer: load_sae(spec.hookpoint(prefix), sae_model, local_sae_dir, device=device)
-        for spec in specs
-        if spec.layer in wanted
-    }
+    device = next(model.parameters()).device
+    return load_layer_saes([s for s in specs if s.layer in wanted], sae_model, local_sae_dir, device,
+                           prefix=base_prefix(model))
 
 
 def check_kind(features: pl.DataFrame, intervention_type: str) -> None:

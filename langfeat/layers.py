@@ -8,10 +8,12 @@ as sparsify names them. ``...mlp.act_fn`` paths select neurons (LAPE's input).
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
 import bracex
+
+from langfeat.errors import UsageError
 
 _LAYER_NUMBER = re.compile(r"(?:^|\.)(?:layers|h|blocks|layer)\.(\d+)(?:\.|$)")
 
@@ -43,6 +45,18 @@ class LayerSpec:
         prefix = base_prefix + "."
         path = self.mlp_path
         return path[len(prefix) :] if base_prefix and path.startswith(prefix) else path
+
+
+def mlp_path(prefix: str, layer: int | str, neurons: bool = False) -> str:
+    """The module path of layer ``layer``'s MLP under the base model ``prefix`` (``'model'`` → ``model.layers.3.mlp``;
+    ``''`` → the hookpoint ``layers.3.mlp``), its ``.act_fn`` with ``neurons``. ``layer`` may be a brace range."""
+    path = f"{prefix + '.' if prefix else ''}layers.{layer}.mlp"
+    return path + ".act_fn" if neurons else path
+
+
+def mlp_specs(prefix: str, layers: Iterable[int], neurons: bool = False) -> list[LayerSpec]:
+    """The :class:`LayerSpec` s of the MLPs of ``layers`` (sorted, de-duplicated) under ``prefix``."""
+    return parse([mlp_path(prefix, n) for n in sorted(set(layers))], neurons=neurons)
 
 
 def expand(patterns: list[str] | tuple[str, ...] | str) -> list[str]:
@@ -87,6 +101,14 @@ def parse(patterns: list[str] | tuple[str, ...] | str, neurons: bool | None = No
             raise LayerPatternError(f"two modules map to layer {spec.layer}: {seen[spec.layer].path}, {spec.path}")
         seen[spec.layer] = spec
     return sorted(seen.values(), key=lambda s: s.layer)
+
+
+def parse_option(patterns: list[str] | tuple[str, ...] | str, neurons: bool | None = None) -> list[LayerSpec]:
+    """:func:`parse` for user input: a bad pattern is a UsageError asking to fix ``--layer``."""
+    try:
+        return parse(patterns, neurons)
+    except LayerPatternError as exc:
+        raise UsageError(f"{exc}: fix --layer") from None
 
 
 def compact(layers: Sequence[int] | None) -> str:

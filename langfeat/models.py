@@ -12,12 +12,14 @@ import contextlib
 import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from langfeat.errors import UsageError
+from langfeat.layers import LayerSpec
 
 OFFLINE_DEFAULT = "smollm2"
 _SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -64,6 +66,8 @@ def _load_gguf_cached(gguf_path: Path, dtype: torch.dtype):
     stat = gguf_path.stat()
     target = cache_dir() / "gguf" / f"{gguf_path.stem}-{stat.st_size}"
     if not (target / "config.json").exists():
+        from langfeat.store.atomic import building_dir
+
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
@@ -71,10 +75,9 @@ def _load_gguf_cached(gguf_path: Path, dtype: torch.dtype):
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        tmp = target.with_name(target.name + ".tmp")
-        model.save_pretrained(str(tmp))
-        tokenizer.save_pretrained(str(tmp))
-        tmp.rename(target)
+        with building_dir(target) as tmp:
+            model.save_pretrained(str(tmp))
+            tokenizer.save_pretrained(str(tmp))
     return str(target)
 
 
@@ -141,6 +144,28 @@ def get_module(model, path: str) -> torch.nn.Module:
         raise UsageError(f"layer {path!r} matches no module of the model{hint}: fix --layer") from None
 
 
+def import_sparsify():
+    """The ``sparsify`` module, imported with its import-time notice sent to stderr (stdout stays clean for
+    machine-readable output). Every use of sparsify goes through here first."""
+    if "sparsify" not in sys.modules:
+        with contextlib.redirect_stdout(sys.stderr):
+            import sparsify  # noqa: F401
+    return sys.modules["sparsify"]
+
+
+def check_sae_source(sae_model: str | None, local_sae_dir: str | os.PathLike | None) -> None:
+    """At most one of ``--sae-model`` and ``--local-sae-dir``."""
+    if sae_model and local_sae_dir:
+        raise UsageError("both --sae-model and --local-sae-dir given: pass only one")
+
+
+def sae_id(sae_model: str | None, local_sae_dir: str | os.PathLike | None) -> str | None:
+    """How runs name their SAEs: the resolved ``--local-sae-dir`` path, else the hub id ``--sae-model``."""
+    if local_sae_dir is not None:
+        return str(Path(local_sae_dir).expanduser().resolve())
+    return sae_model
+
+
 def load_sae(
     hookpoint: str,
     sae_model: str | None = None,
@@ -149,9 +174,7 @@ def load_sae(
     dtype: torch.dtype | None = None,
 ):
     """Load the sparsify SAE of ``hookpoint`` from ``local_sae_dir/<hookpoint>`` or the hub repo ``sae_model``."""
-    with contextlib.redirect_stdout(sys.stderr):  # sparsify prints a notice on import
-        from sparsify import SparseCoder
-
+    coder = import_sparsify().SparseCoder
     if local_sae_dir is not None:
         folder = Path(local_sae_dir) / hookpoint
         if not (folder / "cfg.json").exists():
@@ -159,10 +182,10 @@ def load_sae(
                 f"SAE folder {Path(local_sae_dir)} has no {hookpoint}/cfg.json: train or copy that hookpoint, "
                 "or drop the layer from --layer"
             )
-        sae = SparseCoder.load_from_disk(folder, device=device)
+        sae = coder.load_from_disk(folder, device=device)
     elif sae_model is not None:
         try:
-            sae = SparseCoder.load_from_hub(sae_model, hookpoint, device=device)
+            sae = coder.load_from_hub(sae_model, hookpoint, device=device)
         except Exception as exc:  # hub errors come in many types
             raise UsageError(
                 f"cannot load SAE {sae_model!r} at {hookpoint} ({type(exc).__name__}): check the repo id "
@@ -176,6 +199,23 @@ def load_sae(
     return sae
 
 
+def load_saes(
+    specs: Iterable[LayerSpec],
+    sae_model: str | None,
+    local_sae_dir: str | os.PathLike | None,
+    device: str | torch.device = "cpu",
+    dtype: torch.dtype | None = None,
+    prefix: str = "model",
+) -> dict[int, Any]:
+    """The SAE of each layer spec (by layer number), at the spec's hookpoint relative to base model ``prefix``
+    (:func:`base_prefix` of the model), from the hub or a local folder."""
+    check_sae_source(sae_model, local_sae_dir)
+    return {
+        spec.layer: load_sae(spec.hookpoint(prefix), sae_model, local_sae_dir, device=device, dtype=dtype)
+        for spec in specs
+    }
+
+
 def sae_decode(sae, top_acts: torch.Tensor, top_indices: torch.Tensor) -> torch.Tensor:
     """``sae.decode`` that also works on CPU tensors where Triton is installed.
 
@@ -184,6 +224,7 @@ def sae_decode(sae, top_acts: torch.Tensor, top_indices: torch.Tensor) -> torch.
     """
     if top_acts.is_cuda:
         return sae.decode(top_acts, top_indices)
+    import_sparsify()
     from sparsify.utils import eager_decode
 
     return eager_decode(top_indices, top_acts.to(sae.dtype), sae.W_dec.mT) + sae.b_dec

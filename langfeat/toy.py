@@ -99,6 +99,10 @@ def build_saes(
     seed: int = 0,
 ) -> dict[str, Path]:
     """Save one random sparsify TopK SAE per ``layers.N.mlp`` hookpoint under ``out_dir``."""
+    from langfeat.layers import mlp_path
+    from langfeat.models import import_sparsify
+
+    import_sparsify()
     from sparsify import SparseCoder, SparseCoderConfig
 
     out_dir = Path(out_dir)
@@ -109,7 +113,7 @@ def build_saes(
         with torch.no_grad():
             sae.b_dec.normal_(0.0, 0.05)
             sae.encoder.bias.normal_(0.0, 0.05)
-        hookpoint = f"layers.{layer}.mlp"
+        hookpoint = mlp_path("", layer)
         sae.save_to_disk(out_dir / hookpoint)
         paths[hookpoint] = out_dir / hookpoint
     (out_dir / "README.json").write_text(json.dumps({"toy": True, "layers": layers}))

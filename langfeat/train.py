@@ -37,7 +37,9 @@ def _truncated(model, last_layer: int):
     neither); the model is restored afterwards."""
     import torch
 
-    base = getattr(model, getattr(model, "base_model_prefix", "model"), None)
+    from langfeat.models import base_prefix
+
+    base = getattr(model, base_prefix(model), None)
     layers = getattr(base, "layers", None)
     head = getattr(model, "lm_head", None)
     if not isinstance(layers, torch.nn.ModuleList) or head is None:
@@ -59,12 +61,14 @@ def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> di
     one pass without shuffling. The saved weights are sparsify's evaluation weights.
     """
     from datasets import Dataset
+
+    from langfeat.models import base_prefix, get_module, import_sparsify
+
+    import_sparsify()
     from sparsify import SparseCoderConfig, TrainConfig, Trainer
     from sparsify.data import chunk_and_tokenize
 
-    from langfeat.models import base_prefix, get_module
-
-    specs = layer_patterns.parse(config.layers, neurons=False)
+    specs = layer_patterns.parse_option(config.layers, neurons=False)
     if not specs:
         raise UsageError("no layers to train: pass --layer 'model.layers.{0..3}.mlp'")
     for spec in specs:

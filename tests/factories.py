@@ -8,6 +8,7 @@ what the store reads back can be compared with the values given.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -20,6 +21,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from langfeat import langs
+from langfeat.layers import mlp_path
 from langfeat.store import ensure_store
 from langfeat.store import runs as runs_mod
 from langfeat.store.layout import Layout, arrow_schemas, doc_id
@@ -69,14 +71,18 @@ def _count_columns(rows: list[CountRow], unit: str) -> dict[str, list]:
 
 
 def run_record(lang: str, **fields: Any) -> dict[str, Any]:
-    """The identity and description of an ingest run of ``lang`` (``fields`` override the defaults)."""
-    record = {
-        "kind": "ingest", "model": "toy", "sae_model": "toy-sae", "neurons": False, "dataset": "flores",
-        "split": "devtest", "config": lang, "lang": lang, "lang_name": langs.english_name(lang), "start": 0,
-        "end": 0, "template": None, "text_column": "text", "layers": [], "layer_paths": [], "sae_layers": [],
-        "neuron_layers": [], "dtype": "float32", "max_length": None, "bos": True, "shard_docs": 1024,
+    """The manifest record of an ingest run of ``lang``, as :class:`RunManifest` writes it (``fields`` override
+    the defaults; ``kind`` is the run's origin)."""
+    origin = fields.pop("kind", "ingest")
+    values: dict[str, Any] = {
+        "model": "toy", "sae_model": "toy-sae", "dataset": "flores", "split": "devtest", "config": lang,
+        "lang": lang, "lang_name": langs.english_name(lang), "start": 0, "end": 0, "text_column": "text",
+        "sae_layers": [], "neuron_layers": [], "shard_docs": 1024,
     }
-    record.update(fields)
+    values.update(fields)
+    known = {f.name for f in dataclasses.fields(runs_mod.RunManifest)}
+    record = runs_mod.RunManifest(origin=origin, **{k: v for k, v in values.items() if k in known}).to_record()
+    record.update({k: v for k, v in values.items() if k not in known})
     return record
 
 
@@ -282,14 +288,13 @@ def write_store(root: Path, counts: Counts, kind: str = "sae", model: str = "toy
     table, unit_col = COUNT_TABLES[kind]
     ids = []
     L = counts.tok[0].shape[0]
-    suffix = ".mlp.act_fn" if kind == "neuron" else ".mlp"
     for r, tag in enumerate(counts.langs):
         lang = langs.resolve(tag)
         record = run_record(
             lang.tag, model=model, sae_model=sae_model if kind == "sae" else None, neurons=kind == "neuron",
             dataset=counts.datasets[r], split="train", config=configs[r] if configs else tag,
             lang_name=lang.name, end=counts.n_doc[r], layers=list(range(L)),
-            layer_paths=[f"model.layers.{i}{suffix}" for i in range(L)],
+            layer_paths=[mlp_path("model", i, kind == "neuron") for i in range(L)],
             sae_layers=list(range(L)) if kind == "sae" else [],
             neuron_layers=list(range(L)) if kind == "neuron" else [],
             shard_docs=64,

@@ -9,6 +9,7 @@ import pytest
 import torch
 from transformers import set_seed
 
+from langfeat import features
 from langfeat import interventions as iv
 from langfeat.errors import UsageError
 from langfeat.experiments import generate as gen
@@ -181,7 +182,7 @@ def test_cli_generate_stores_judged_samples(toy_model_dir, toy_sae_dir, tmp_path
     from langfeat.cli import app
 
     feats = pl.DataFrame({"lang": ["fr", "ru"], "layer": [0, 2], "feature": [7, 11], "act_max": [3.0, 2.0]})
-    monkeypatch.setattr(iv, "load_features", lambda store, fs, path: feats)
+    monkeypatch.setattr(features, "load_feature_set", lambda store, source: feats)
     seen = []
 
     def identify(texts, candidates=None):

@@ -148,7 +148,7 @@ def test_sae_ablate_changes_only_the_chosen_features(loaded, sae_weights, firing
     acts, idx = hand_encode(w, x)
     x_hat = hand_decode(w, acts, idx)
     assert torch.allclose(x_hat + (x - x_hat), x, atol=1e-6)
-    plan = iv.SaeAblation(kind="sae-ablate", saes={"m": (_sae(n, model, w), torch.tensor(firing[n]))})
+    plan = iv.SaeAblation(intervention_type="sae-ablate", saes={"m": (_sae(n, model, w), torch.tensor(firing[n]))})
     out = plan.hooks()["m"](None, (), x[None])[0]
     hit = torch.isin(idx, torch.tensor(firing[n]))
     removed = (torch.where(hit, acts, 0.0)[..., None] * w["W_dec"][idx]).sum(-2)

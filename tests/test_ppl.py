@@ -11,10 +11,11 @@ import pytest
 import torch
 
 from conftest import DATA, flores_lines
+from langfeat import features
 from langfeat import interventions as iv
 from langfeat.errors import UsageError
 from langfeat.experiments import ppl
-from langfeat.models import load_model
+from langfeat.models import load_model, tokenize
 from langfeat.store import ensure_store, open_store
 from langfeat.store.results import write_result
 
@@ -48,7 +49,7 @@ def test_ppl_matches_hand_computation(loaded):
 def test_batched_equals_one_at_a_time(loaded):
     model, tok = loaded
     texts = sentences()
-    ids = ppl.encode_texts(tok, texts)
+    ids = tokenize(tok, texts)
     assert len({len(i) for i in ids}) > 2  # different lengths, so batches are padded
     one = ppl.perplexities(model, tok, texts, batch_size=1)
     for b in (3, 16):
@@ -59,7 +60,7 @@ def test_batched_equals_one_at_a_time(loaded):
 
 def test_encode_adds_bos_once_and_truncates(loaded):
     _, tok = loaded
-    ids = ppl.encode_texts(tok, ["Der Hund", ""], max_length=3)
+    ids = tokenize(tok, ["Der Hund", ""], max_length=3)
     assert ids[0][0] == tok.bos_token_id and ids[0][1] != tok.bos_token_id and len(ids[0]) == 3
     assert ids[1] == [tok.bos_token_id]
 
@@ -76,7 +77,7 @@ def test_sweep_and_delta_views_match_hand_computation(loaded, tmp_path):
     sets = [ppl.EvalSet("en", "eng_Latn", list(range(10, 14)), texts[:4]),
             ppl.EvalSet("de", "deu_Latn", [0, 1, 2], texts[4:7])]
     for s in sets:
-        s.ids = ppl.encode_texts(tok, s.texts)
+        s.ids = tokenize(tok, s.texts)
     rows = ppl.sweep(model, sets, plans, batch_size=2)
     assert rows.height == 4 * 7
     base = rows.filter(pl.col("intervention") == "none")
@@ -158,7 +159,7 @@ def test_cli_sweep_stores_results_and_reports(toy_model_dir, toy_sae_dir, tmp_pa
 
     feats = pl.DataFrame({"lang": ["en", "en", "de"], "layer": [1, 2, 1], "feature": [3, 9, 4],
                           "act_max": [2.0, 4.0, 8.0], "act_min": [0.5, 0.5, 0.5], "act_avg": [1.0, 1.0, 1.0]})
-    monkeypatch.setattr(iv, "load_features", lambda store, fs, path: feats)
+    monkeypatch.setattr(features, "load_feature_set", lambda store, source: feats)
     store = tmp_path / "store"
     pattern = str(DATA / "flores200_devtest" / "{lang}.devtest.gz")
     args = ["ppl", str(toy_model_dir), pattern, "--lang", "eng_Latn,deu_Latn", "--end", "5",

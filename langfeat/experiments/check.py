@@ -10,11 +10,9 @@ features are listed per language with the tokens they fired on and, when the sto
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
-import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +22,10 @@ import duckdb
 import polars as pl
 
 from langfeat.errors import UsageError
-from langfeat.experiments.classify import SAE_CLASSIFIERS, candidate_langs, check_minmax, read_set, select_units
+from langfeat.experiments.classify import SAE_CLASSIFIERS, candidate_langs, check_minmax, select_units
+from langfeat.features import FeatureSource, load_feature_set
+from langfeat.layers import mlp_specs, parse_option
+from langfeat.models import base_prefix, load_model, load_saes
 from langfeat.store.layout import sql_text
 
 VOTE_SQL = ("61_classify_votes.sql", "62_classify_predictions.sql")
@@ -140,16 +141,13 @@ def check_texts(
 ) -> CheckResult:
     """Encode ``texts`` at the layers of ``saes`` and match the events with the SAE ``units`` (classify_units rows)."""
     from langfeat.ingest import encode_texts
-    from langfeat.models import base_prefix
 
     if not texts:
         raise UsageError("no text given: pass --text \"...\" (repeat for several)")
     if classifier == "sae-min-max":
         check_minmax(units)
-    prefix = base_prefix(model)
-    patterns = [f"{prefix + '.' if prefix else ''}layers.{n}.mlp" for n in sorted(saes)]
-    with contextlib.redirect_stdout(sys.stderr):
-        events, tokens = encode_texts(list(texts), model, tokenizer, patterns, saes, batch, max_length)
+    specs = mlp_specs(base_prefix(model), saes)
+    events, tokens = encode_texts(list(texts), model, tokenizer, specs, saes, batch, max_length)
     units = units.filter(pl.col("layer").is_in(sorted(saes)))
     cand = candidate_langs(units)
     scores, preds = score_events(events, units, cand, len(texts), classifier)
@@ -202,21 +200,15 @@ def load_explanations(store: Any, name: str | None = None) -> pl.DataFrame:
 
 def check(opts: CheckOptions) -> CheckResult:
     """Run ``langfeat check``: load the set, model and SAEs, encode the texts and match the set's features."""
-    from langfeat.layers import LayerPatternError, parse
-    from langfeat.models import base_prefix, load_model, load_sae
     from langfeat.store.layout import store_path
 
-    if (opts.feature_set is None) == (opts.lape_result_path is None):
-        raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
+    source = FeatureSource.of(opts).check()
     if opts.sae_model is None and opts.local_sae_dir is None:
         raise UsageError("check encodes MLP outputs: pass --sae-model HUB_ID or --local-sae-dir DIR")
     if opts.classifier not in SAE_CLASSIFIERS:
         raise UsageError(f"unknown --classifier-type {opts.classifier!r}: use one of {', '.join(SAE_CLASSIFIERS)}")
-    try:
-        wanted = sorted({s.layer for s in parse(opts.layers)}) if opts.layers else None
-    except LayerPatternError as exc:
-        raise UsageError(f"{exc}: fix --layer") from None
-    units = select_units(read_set(opts.store, opts.feature_set, opts.lape_result_path), "sae", wanted)
+    wanted = sorted({s.layer for s in parse_option(opts.layers)}) if opts.layers else None
+    units = select_units(load_feature_set(opts.store, source), "sae", wanted)
     explanations = None
     if store_path(opts.store).joinpath("runs").is_dir():
         from langfeat.store import open_store
@@ -227,11 +219,8 @@ def check(opts: CheckOptions) -> CheckResult:
         raise UsageError(f"no store at {store_path(opts.store)} to read explanations from: pass --store")
     model, tokenizer = load_model(opts.model, opts.gguf_file, opts.dtype, opts.device)
     prefix = base_prefix(model)
-    device = next(model.parameters()).device
-    saes = {}
-    for layer in sorted(set(units["layer"].to_list())):
-        spec = parse(f"{prefix + '.' if prefix else ''}layers.{layer}.mlp")[0]
-        saes[layer] = load_sae(spec.hookpoint(prefix), opts.sae_model, opts.local_sae_dir, device=device)
+    specs = mlp_specs(prefix, units["layer"].to_list())
+    saes = load_saes(specs, opts.sae_model, opts.local_sae_dir, next(model.parameters()).device, prefix=prefix)
     return check_texts(opts.texts, model, tokenizer, units, saes, opts.classifier, explanations, opts.batch,
                        opts.max_length)
 

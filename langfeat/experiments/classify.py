@@ -18,8 +18,6 @@ the units; ``classify_predictions`` takes the argmax (ties and all-zero scores: 
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -31,6 +29,10 @@ import polars as pl
 
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.features import FeatureSource, load_feature_set
+from langfeat.layers import mlp_path, mlp_specs, parse_option
+from langfeat.models import base_prefix, check_sae_source, load_model, model_id, sae_id, tokenize
+from langfeat.store.runs import ORIGIN_KEY
 
 CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "neuron-count", "fasttext")
 SAE_CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm")
@@ -77,27 +79,19 @@ def check_options(opts: ClassifyOptions) -> None:
         raise UsageError("no --lang given: pass the evaluated languages / dataset configs, e.g. --lang en de")
     if opts.batch < 1:
         raise UsageError(f"--batch {opts.batch} is not positive: pass a batch size >= 1")
-    if opts.sae_model and opts.local_sae_dir:
-        raise UsageError("both --sae-model and --local-sae-dir given: pass only one")
+    check_sae_source(opts.sae_model, opts.local_sae_dir)
+    source = FeatureSource.of(opts)
     if opts.classifier == "fasttext":
         if opts.feature_set or opts.lape_result_path:
             raise UsageError("--classifier-type fasttext uses no feature set: drop --feature-set/--lape-result-path")
         return
-    if (opts.feature_set is None) == (opts.lape_result_path is None):
-        raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
+    source.check()
     if opts.classifier == "neuron-count" and opts.model is None:
         raise UsageError("--classifier-type neuron-count runs the model: pass --model")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # feature sets
-
-
-def read_set(store: str | None, feature_set: str | None, lape_result_path: str | None) -> pl.DataFrame:
-    """The rows of a stored feature set or of a paper LAPE file (feature_sets columns)."""
-    from langfeat.interventions import load_features
-
-    return load_features(store, feature_set, lape_result_path)
 
 
 def select_units(features: pl.DataFrame, kind: str, layers: Sequence[int] | None = None) -> pl.DataFrame:
@@ -144,26 +138,18 @@ def check_minmax(units: pl.DataFrame) -> None:
 # runs holding the documents (SAE classifiers)
 
 
-def _sae_id(opts: ClassifyOptions) -> str | None:
-    if opts.local_sae_dir is not None:
-        return str(Path(opts.local_sae_dir).expanduser().resolve())
-    return opts.sae_model
-
-
 def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[int], opts: ClassifyOptions
              ) -> dict[str, Any] | None:
     """The newest complete SAE run of exactly ``source``'s rows whose SAE layers cover ``layers``.
 
     ``--model`` / SAE options narrow the match when given; several (model, SAE) pairs matching is an error.
     """
-    from langfeat.models import model_id
-
     want_model = model_id(opts.model, opts.gguf_file) if opts.model else None
-    want_sae = _sae_id(opts)
+    want_sae = sae_id(opts.sae_model, opts.local_sae_dir)
     hits = []
     for m in manifests:
         same_rows = (
-            m.get("status") == "complete" and m.get("kind") == "ingest" and m.get("sae_model")
+            m.get("status") == "complete" and m.get(ORIGIN_KEY) == "ingest" and m.get("sae_model")
             and m.get("dataset") == source.dataset and m.get("config") == source.config
             and m.get("split") == source.split and m.get("start") == source.start and m.get("end") == source.end
             and m.get("template") == source.template and m.get("max_length") == opts.max_length
@@ -198,18 +184,16 @@ def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[
         if m is not None:
             log(f"{s.lang.tag}: re-using run {m['run_id']} ({m.get('n_docs')} docs)")
     if missing:
-        if opts.model is None or _sae_id(opts) is None:
+        if opts.model is None or sae_id(opts.sae_model, opts.local_sae_dir) is None:
             raise UsageError(
                 f"no ingested run covers {missing[0].config} of {missing[0].dataset} at layers {list(layers)}: "
                 "pass --model and --sae-model/--local-sae-dir to ingest it"
             )
-        from langfeat.models import base_prefix, load_model
-
         model, tokenizer = load_model(opts.model, opts.gguf_file, opts.dtype, opts.device)
         prefix = base_prefix(model)
         config = IngestConfig(
             model=opts.model, dataset=opts.dataset, langs=[s.config for s in missing],
-            layers=[f"{prefix + '.' if prefix else ''}layers.{n}.mlp" for n in layers], split=opts.split,
+            layers=[mlp_path(prefix, n) for n in layers], split=opts.split,
             start=opts.start, end=opts.end, sae_model=opts.sae_model, local_sae_dir=opts.local_sae_dir,
             batch=opts.batch, max_length=opts.max_length, dtype=opts.dtype, device=opts.device,
             text_template=opts.template, text_column=opts.text_column, gguf_file=opts.gguf_file, store=opts.store,
@@ -239,12 +223,20 @@ def neuron_votes(
     """
     import torch
 
-    from langfeat.activations import Encoder, plan_batches
-    from langfeat.models import get_module
+    from langfeat.activations import Probe, pad_batch, plan_batches
 
     device = next(model.parameters()).device
     col = {lang: i for i, lang in enumerate(lang_order)}
-    plan = []  # (module, neuron ids, membership matrix [n_ids, n_langs])
+    state: dict[str, Any] = {}
+
+    def reader(ids: torch.Tensor, member: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        def read(out: torch.Tensor) -> None:
+            fired = (out[..., ids] > 0) & state["valid"].unsqueeze(-1)  # [B, T, n_ids]
+            state["votes"] += fired.sum(1, dtype=torch.float64) @ member
+
+        return read
+
+    readers = []  # (act_fn path, reader over the layer's neuron ids and their membership [n_ids, n_langs])
     for spec in sorted(specs, key=lambda s: s.layer):
         part = units.filter(pl.col("layer") == spec.layer)
         if part.height == 0:
@@ -254,47 +246,22 @@ def neuron_votes(
         member = torch.zeros(len(ids), len(lang_order), dtype=torch.float64)
         for lang, neuron in part.select("lang", "feature").iter_rows():
             member[pos[neuron], col[lang]] += 1
-        plan.append((get_module(model, spec.act_fn_path), torch.tensor(ids, device=device), member.to(device)))
-    tokens = Encoder(model, tokenizer, [], {}, (), max_length).tokenize(list(texts))
+        readers.append((spec.act_fn_path, reader(torch.tensor(ids, device=device), member.to(device))))
+    tokens = tokenize(tokenizer, list(texts), max_length)
     votes = torch.zeros(len(texts), len(lang_order), dtype=torch.float64)
-    if not plan:
+    if not readers:
         return votes.numpy()
-
-    class Stop(Exception):
-        pass
-
-    state: dict[str, Any] = {}
-
-    def make(i: int, ids: torch.Tensor, member: torch.Tensor):
-        def hook(_module, _args, output):
-            out = output[0] if isinstance(output, (tuple, list)) else output
-            fired = (out[..., ids] > 0) & state["valid"].unsqueeze(-1)  # [B, T, n_ids]
-            state["votes"] += fired.sum(1, dtype=torch.float64) @ member
-            if i == len(plan) - 1:
-                raise Stop
-
-        return hook
-
-    handles = [module.register_forward_hook(make(i, ids, m)) for i, (module, ids, m) in enumerate(plan)]
+    probe = Probe(model, readers)
     pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    try:
+    with probe.attached():
         for idx in plan_batches([len(t) for t in tokens], batch):
-            width = max(len(tokens[i]) for i in idx)
-            input_ids = torch.full((len(idx), width), pad, dtype=torch.long)
-            mask = torch.zeros((len(idx), width), dtype=torch.long)
-            for r, i in enumerate(idx):
-                input_ids[r, : len(tokens[i])] = torch.tensor(tokens[i])
-                mask[r, : len(tokens[i])] = 1
-            state.update(valid=mask.bool().to(device), votes=torch.zeros(len(idx), len(lang_order),
-                                                                          dtype=torch.float64, device=device))
-            with torch.inference_mode(), contextlib.suppress(Stop):
-                model(input_ids=input_ids.to(device), attention_mask=mask.to(device), use_cache=False)
+            input_ids, mask = pad_batch([tokens[i] for i in idx], pad, device)
+            state.update(valid=mask.bool(), votes=torch.zeros(len(idx), len(lang_order), dtype=torch.float64,
+                                                              device=device))
+            probe.run(input_ids, mask)
             votes[idx] = state["votes"].cpu()
             if advance is not None:
                 advance(len(idx))
-    finally:
-        for h in handles:
-            h.remove()
     return votes.numpy()
 
 
@@ -319,20 +286,15 @@ def default_name(opts: ClassifyOptions) -> str:
     """A readable result name when --name is not given."""
     path = Path(opts.dataset.replace("{lang}", ""))
     data = path.name.split(".")[0].strip("_-") or path.parent.name or "data"
-    used = "lid176" if opts.classifier == "fasttext" else (opts.feature_set or Path(opts.lape_result_path or "").stem)
+    used = "lid176" if opts.classifier == "fasttext" else FeatureSource.of(opts).label
     out = f"{opts.classifier}-{used}-{data}"
     return "".join(ch if ch.isalnum() or ch in "._+-" else "_" for ch in out)
 
 
 def _layer_numbers(patterns: Sequence[str]) -> list[int] | None:
-    from langfeat.layers import LayerPatternError, parse
-
     if not patterns:
         return None
-    try:
-        return sorted({s.layer for s in parse(list(patterns))})
-    except LayerPatternError as exc:
-        raise UsageError(f"{exc}: fix --layer") from None
+    return sorted({s.layer for s in parse_option(list(patterns))})
 
 
 def open_sources(opts: ClassifyOptions) -> list[Any]:
@@ -408,7 +370,7 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
         scores = scores_frame(lid.probabilities(texts, cand["lang"].to_list(), model_path), cand["lang"].to_list())
         params["fasttext_model"] = str(Path(model_path).expanduser().resolve())
     else:
-        features = read_set(opts.store, opts.feature_set, opts.lape_result_path)
+        features = load_feature_set(opts.store, FeatureSource.of(opts))
         kind = "neuron" if opts.classifier == "neuron-count" else "sae"
         units = select_units(features, kind, _layer_numbers(opts.layers))
         if opts.classifier == "sae-min-max":
@@ -423,18 +385,13 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
             params["model"] = manifests[0].get("model")
             params["sae_model"] = manifests[0].get("sae_model")
         else:
-            from langfeat.layers import parse
-            from langfeat.models import base_prefix, load_model, model_id
-
             docs, texts = _docs_from_sources(sources, opts.classifier)
             model, tokenizer = load_model(opts.model, opts.gguf_file, opts.dtype, opts.device)
-            prefix = base_prefix(model)
-            specs = parse([f"{prefix + '.' if prefix else ''}layers.{n}.mlp" for n in layers], neurons=True)
+            specs = mlp_specs(base_prefix(model), layers, neurons=True)
             task = progress.add_task("neuron votes", total=len(texts)) if progress is not None else None
             advance = (lambda k: progress.advance(task, k)) if progress is not None else None
-            with contextlib.redirect_stdout(sys.stderr):
-                matrix = neuron_votes(model, tokenizer, texts, units, cand["lang"].to_list(), specs, opts.batch,
-                                      opts.max_length, advance)
+            matrix = neuron_votes(model, tokenizer, texts, units, cand["lang"].to_list(), specs, opts.batch,
+                                  opts.max_length, advance)
             scores = scores_frame(matrix, cand["lang"].to_list())
             params["model"] = model_id(opts.model, opts.gguf_file)
     missing = [s.lang.tag for s in sources if s.lang.tag not in set(cand["lang"].to_list())]

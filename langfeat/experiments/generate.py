@@ -14,8 +14,6 @@ Each sample is judged by the fastText language identifier (``langfeat.lid``); th
 
 from __future__ import annotations
 
-import contextlib
-import sys
 import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
@@ -24,9 +22,12 @@ from typing import Any
 import polars as pl
 import torch
 
+from langfeat import features as feature_source
 from langfeat import interventions as iv
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.features import FeatureSource
+from langfeat.models import tokenize
 
 TABLE = "generate_results"
 
@@ -64,9 +65,7 @@ def generation_config(tokenizer: Any, sampling: Sampling) -> Any:
 
 def prompt_ids(tokenizer: Any, prompt: str) -> list[int]:
     """The prompt's token ids, BOS first; an empty prompt is BOS alone (as in the paper)."""
-    from langfeat.experiments.ppl import encode_texts
-
-    ids = encode_texts(tokenizer, [prompt])[0]
+    ids = tokenize(tokenizer, [prompt])[0]
     if not ids:
         fallback = tokenizer.bos_token_id if tokenizer.bos_token_id is not None else tokenizer.eos_token_id
         ids = [fallback]
@@ -187,8 +186,7 @@ def check_options(opts: GenerateOptions) -> None:
     if opts.sampling.do_sample and not (opts.sampling.temperature > 0 and 0 < opts.sampling.top_p <= 1):
         raise UsageError("sampling needs --temperature > 0 and 0 < --top-p <= 1 (or pass --greedy)")
     if any(a != 0 for a in opts.multipliers):
-        if (opts.feature_set is None) == (opts.lape_result_path is None):
-            raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
+        FeatureSource.of(opts).check()
         if opts.sae_model is None and opts.local_sae_dir is None:
             raise UsageError("steering needs the SAE decoder: pass --sae-model or --local-sae-dir")
 
@@ -202,7 +200,7 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
 
     check_options(opts)
     steered = any(a != 0 for a in opts.multipliers)
-    features = iv.load_features(opts.store, opts.feature_set, opts.lape_result_path) if steered else None
+    features = feature_source.load_feature_set(opts.store, FeatureSource.of(opts)) if steered else None
     if features is not None:
         iv.check_kind(features, "sae-features")
         targets = intervention_langs(opts.langs, features)
@@ -218,8 +216,7 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
     specs, saes = [], {}
     if features is not None:
         specs = iv.layer_specs(model, opts.layers, features)
-        with contextlib.redirect_stdout(sys.stderr):  # sparsify prints on import
-            saes = iv.load_saes(model, specs, features, opts.sae_model, opts.local_sae_dir)
+        saes = iv.load_saes(model, specs, features, opts.sae_model, opts.local_sae_dir)
     t0 = time.time()
     frames = []
     for lang in targets:

@@ -8,9 +8,7 @@ the views in ``queries/7x_ppl_*.sql`` derive the ΔPPL matrix from them.
 
 from __future__ import annotations
 
-import contextlib
 import math
-import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +17,13 @@ from typing import Any
 import polars as pl
 import torch
 
+from langfeat import features as feature_source
 from langfeat import interventions as iv
 from langfeat import langs
+from langfeat.activations import pad_batch, plan_batches
 from langfeat.errors import UsageError
+from langfeat.features import FeatureSource
+from langfeat.models import tokenize
 
 TABLE = "ppl_results"
 
@@ -40,13 +42,6 @@ class EvalSet:
     template: str | None = None
 
 
-def encode_texts(tokenizer: Any, texts: Sequence[str], max_length: int | None = None) -> list[list[int]]:
-    """Token ids of each text, starting with BOS (added when the tokenizer does not add it itself)."""
-    from langfeat.models import tokenize
-
-    return tokenize(tokenizer, texts, max_length)
-
-
 def sentence_nll(
     model: torch.nn.Module,
     ids: Sequence[Sequence[int]],
@@ -57,19 +52,11 @@ def sentence_nll(
     """Per sequence: (number of targets, mean NLL in nats) — targets are tokens 1..T−1, padding excluded."""
     intervention = intervention or iv.Intervention()
     device = next(model.parameters()).device
-    order = sorted(range(len(ids)), key=lambda i: -len(ids[i]))  # similar lengths share a batch
     n_tgt = [0] * len(ids)
     nll = [math.nan] * len(ids)
     with torch.inference_mode(), intervention.applied(model):
-        for b in range(0, len(order), batch_size):
-            idx = order[b : b + batch_size]
-            width = max(len(ids[i]) for i in idx)
-            input_ids = torch.zeros(len(idx), width, dtype=torch.long)
-            mask = torch.zeros(len(idx), width, dtype=torch.long)
-            for r, i in enumerate(idx):
-                input_ids[r, : len(ids[i])] = torch.tensor(ids[i])
-                mask[r, : len(ids[i])] = 1
-            input_ids, mask = input_ids.to(device), mask.to(device)
+        for idx in plan_batches([len(x) for x in ids], batch_size):  # similar lengths share a batch
+            input_ids, mask = pad_batch([ids[i] for i in idx], 0, device)
             logits = model(input_ids=input_ids, attention_mask=mask, use_cache=False).logits
             for r, i in enumerate(idx):  # one row at a time keeps the float32 copy of the logits small
                 n = len(ids[i]) - 1
@@ -92,7 +79,7 @@ def perplexities(
     max_length: int | None = None,
 ) -> pl.DataFrame:
     """Per-sentence ``n_targets``, ``nll`` and ``ppl`` of ``texts`` under ``intervention`` (None = baseline)."""
-    n, nll = sentence_nll(model, encode_texts(tokenizer, texts, max_length), batch_size, intervention)
+    n, nll = sentence_nll(model, tokenize(tokenizer, texts, max_length), batch_size, intervention)
     return pl.DataFrame(
         {"n_targets": n, "nll": nll, "ppl": [math.exp(x) for x in nll]},
         schema={"n_targets": pl.Int32, "nll": pl.Float64, "ppl": pl.Float64},
@@ -129,7 +116,7 @@ def sweep(
                     {
                         "dataset": es.dataset,
                         "split": es.split,
-                        "intervention": plan.kind,
+                        "intervention": plan.intervention_type,
                         "int_lang": plan.lang,
                         "lang": es.lang,
                         "config": es.config,
@@ -210,8 +197,7 @@ def check_options(opts: PplOptions) -> None:
             raise UsageError(f"unknown --neuron-intervention-method {opts.neuron_method!r}: use fixed or scaling")
         if opts.neuron_method == "scaling" and opts.multiplier is None:
             raise UsageError("--neuron-intervention-method scaling needs --multiplier (e.g. -0.2)")
-    if (opts.feature_set is None) == (opts.lape_result_path is None):
-        raise UsageError("pass exactly one of --feature-set NAME and --lape-result-path FILE.pt")
+    FeatureSource.of(opts).check()
 
 
 def intervention_langs(values: Sequence[str], features: pl.DataFrame) -> list[str]:
@@ -258,7 +244,7 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     features = None
     int_langs: list[str] = []
     if opts.intervention_type != "none":
-        features = iv.load_features(opts.store, opts.feature_set, opts.lape_result_path)
+        features = feature_source.load_feature_set(opts.store, FeatureSource.of(opts))
         iv.check_kind(features, opts.intervention_type)
         int_langs = intervention_langs(opts.intervention_langs, features)
     name = check_name(opts.name or default_name(opts, int_langs))
@@ -266,7 +252,7 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
 
     model, tokenizer = load_model(opts.model, opts.gguf_file, opts.dtype, opts.device)
     for es in eval_sets:
-        es.ids = encode_texts(tokenizer, es.texts, opts.max_length)
+        es.ids = tokenize(tokenizer, es.texts, opts.max_length)
         keep = [i for i, ids in enumerate(es.ids) if len(ids) > 1]  # a single token has nothing to predict
         es.rows, es.texts, es.ids = ([seq[i] for i in keep] for seq in (es.rows, es.texts, es.ids))
     plans: list[iv.Intervention] = []
@@ -276,8 +262,7 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
         layer_list = [s.layer for s in specs]
         saes = {}
         if opts.intervention_type.startswith("sae"):
-            with contextlib.redirect_stdout(sys.stderr):  # sparsify prints on import
-                saes = iv.load_saes(model, specs, features, opts.sae_model, opts.local_sae_dir)
+            saes = iv.load_saes(model, specs, features, opts.sae_model, opts.local_sae_dir)
         n_neurons = getattr(model.config, "intermediate_size", None)
         for lang in int_langs:
             plans.append(

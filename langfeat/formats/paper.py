@@ -30,8 +30,11 @@ import polars as pl
 
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.layers import mlp_path
+from langfeat.store.atomic import write_atomic
 from langfeat.store.layout import Layout
 from langfeat.store.results import check_name, to_arrow
+from langfeat.store.runs import RunManifest
 
 __all__ = [
     "COUNT_KEYS", "LapeAlignmentWarning", "PaperCounts", "count_files", "export_pt", "import_counts",
@@ -208,18 +211,16 @@ def _lang(value: str, where: str) -> langs.Lang:
 def _import_record(
     kind: str, model: str, sae_model: str | None, dataset: str, config: str, lang: langs.Lang, n_layers: int,
     source: str,
-) -> dict[str, Any]:
-    suffix = ".mlp.act_fn" if kind == "neuron" else ".mlp"
-    return {
-        "kind": "import", "model": model, "sae_model": sae_model if kind == "sae" else None,
-        "neurons": kind == "neuron", "dataset": dataset, "split": None, "config": config, "lang": lang.tag,
-        "lang_name": lang.name, "start": None, "end": None, "template": None, "text_column": None,
-        "layers": list(range(n_layers)), "layer_paths": [f"model.layers.{i}{suffix}" for i in range(n_layers)],
-        "dtype": "float32", "max_length": None, "bos": True, "shard_docs": None, "source_path": source,
-    }
+) -> RunManifest:
+    return RunManifest(
+        origin="import", model=model, sae_model=sae_model if kind == "sae" else None, neurons=kind == "neuron",
+        dataset=dataset, config=config, lang=lang.tag, lang_name=lang.name, layers=list(range(n_layers)),
+        layer_paths=[mlp_path("model", i, neurons=kind == "neuron") for i in range(n_layers)],
+        dtype="float32", bos=True, source_path=source,
+    )
 
 
-def _write_runs(layout: Layout, kind: str, items: list[tuple[dict[str, Any], pl.DataFrame, int, int]],
+def _write_runs(layout: Layout, kind: str, items: list[tuple[RunManifest, pl.DataFrame, int, int]],
                 overwrite: bool) -> pl.DataFrame:
     """Stage and commit one import run per ``(record, counts frame, n_docs, n_tokens)``; a summary frame."""
     from langfeat.store import runs
@@ -231,15 +232,15 @@ def _write_runs(layout: Layout, kind: str, items: list[tuple[dict[str, Any], pl.
         manifest, done = runs.begin_run(layout, record, overwrite=overwrite)
         if not done:
             try:
-                target = layout.run_work(manifest["run_id"]) / f"lang={record['lang']}" / table / "part-0.parquet"
+                target = layout.run_work(manifest["run_id"]) / f"lang={record.lang}" / table / "part-0.parquet"
                 write_parquet_atomic(to_arrow(frame, table), target)
                 manifest = runs.commit_run(layout, manifest, n_docs=n_docs, n_tokens=n_tokens, error=None)
             except BaseException as exc:
                 runs.fail_run(layout, manifest, f"{type(exc).__name__}: {exc}")
                 raise
         rows.append({
-            "run_id": manifest["run_id"], "dataset": record["dataset"], "config": record["config"],
-            "lang": record["lang"], "docs": int(manifest.get("n_docs") or n_docs),
+            "run_id": manifest["run_id"], "dataset": record.dataset, "config": record.config,
+            "lang": record.lang, "docs": int(manifest.get("n_docs") or n_docs),
             "tokens": int(manifest.get("n_tokens") or n_tokens), "units": frame.height,
             "status": "exists" if done else "imported",
         })
@@ -639,12 +640,13 @@ def export_pt(
     """
     import torch
 
+    from langfeat.stats import feature_set
     from langfeat.store import Store, open_store
 
     own = not isinstance(store, Store)
     st = open_store(store) if own else store
     try:
-        df = st.sql("SELECT * FROM feature_sets WHERE name = ?", [name])
+        df = feature_set(st, name)
         if df.height == 0:
             raise UsageError(f"no feature set named {name!r}: list them with `langfeat sets`")
         kinds = df["kind"].unique().to_list()
@@ -661,13 +663,11 @@ def export_pt(
                                                                                              int) else 0)
     decoders: dict[int, torch.Tensor] = {}
     if kind == "sae" and (sae_model or local_sae_dir):
-        from langfeat.layers import LayerSpec
-        from langfeat.models import load_sae
+        from langfeat.layers import mlp_specs
+        from langfeat.models import load_saes
 
-        for layer in sorted(set(df["layer"].to_list())):
-            hook = LayerSpec(path=f"model.layers.{layer}.mlp", layer=layer, neurons=False).hookpoint()
-            sae = load_sae(hook, sae_model=sae_model, local_sae_dir=local_sae_dir, device="cpu")
-            decoders[layer] = sae.W_dec.detach().float().cpu()
+        saes = load_saes(mlp_specs("", df["layer"].to_list()), sae_model, local_sae_dir, device="cpu", prefix="")
+        decoders = {layer: sae.W_dec.detach().float().cpu() for layer, sae in saes.items()}
     d_model = next(iter(decoders.values())).shape[1] if decoders else 0
     out: dict[str, Any] = {
         "final_indice": [], "final_indice_global_max_active": [], "final_indice_global_min_active": [],
@@ -702,9 +702,4 @@ def export_pt(
     out["num_tokens"] = torch.tensor(num_tokens, dtype=torch.long)
     out[MARKER] = {"format": 1, "kind": kind, "name": name, "probs_aligned": True, "langs": tags,
                    "features_info_order": "rank"}
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    torch.save(out, tmp)
-    os.replace(tmp, path)
-    return path
+    return write_atomic(path, lambda tmp: torch.save(out, tmp))

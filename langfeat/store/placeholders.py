@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
-import uuid
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from langfeat.errors import StoreError
+from langfeat.store.atomic import write_atomic, write_json_atomic
 from langfeat.store.layout import SCHEMA_RUN, Layout, arrow_schemas
-from langfeat.store.runs import write_json_atomic
 
 __all__ = ["ensure_store", "missing_placeholders"]
 
@@ -36,14 +34,7 @@ def _placeholder_current(path: Path, schema: pa.Schema) -> bool:
 
 
 def _write_placeholder(path: Path, schema: pa.Schema) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp")
-    try:
-        pq.write_table(schema.empty_table(), tmp)
-        os.replace(tmp, path)
-    finally:
-        with contextlib.suppress(FileNotFoundError):
-            tmp.unlink()
+    write_atomic(path, lambda tmp: pq.write_table(schema.empty_table(), tmp))
 
 
 def missing_placeholders(layout: Layout) -> list[Path]:

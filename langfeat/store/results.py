@@ -6,9 +6,7 @@ written to a temporary file and renamed into place, so readers never see half of
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -17,8 +15,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from langfeat.errors import UsageError
+from langfeat.store.atomic import building_dir, write_json_atomic
 from langfeat.store.layout import Layout, arrow_schemas
-from langfeat.store.runs import write_json_atomic
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._+-]*$")
 
@@ -52,17 +50,10 @@ def publish(
     hidden temporary folder, then renamed over any older one. ``what`` names it in the already-exists error."""
     if target.exists() and not overwrite:
         raise UsageError(f"{what} already exists: pick another --name or pass --overwrite")
-    tmp = target.with_name(f".tmp-{target.name}-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    pq.write_table(to_arrow(df, table), tmp / filename, compression="zstd")
-    if params is not None:
-        write_json_atomic(tmp / "params.json", params)
-    if target.exists():
-        trash = target.with_name(f".trash-{target.name}-{os.getpid()}")
-        os.replace(target, trash)
-        shutil.rmtree(trash, ignore_errors=True)
-    os.replace(tmp, target)
+    with building_dir(target) as tmp:
+        pq.write_table(to_arrow(df, table), tmp / filename, compression="zstd")
+        if params is not None:
+            write_json_atomic(tmp / "params.json", params)
     return target
 
 

@@ -16,10 +16,11 @@ import json
 import os
 import shutil
 from collections.abc import Iterable, Iterator
-from pathlib import Path
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 from langfeat.errors import StoreError, UsageError
+from langfeat.store.atomic import remove_dir, write_json_atomic
 from langfeat.store.layout import Layout
 
 # Keys that define a run's identity: the same values give the same run_id (so a rerun resumes it).
@@ -29,8 +30,60 @@ IDENTITY_KEYS = (
 )
 
 
-def run_id_for(identity: dict[str, Any]) -> str:
+# The manifest key of a run's origin ('ingest' | 'import'); named ``kind`` on disk since the first store version.
+ORIGIN_KEY = "kind"
+
+
+@dataclass(frozen=True)
+class RunManifest:
+    """What a run is, as written to ``runs/<run_id>.json`` before it starts (columns of ``db/10_runs.sql``).
+
+    ``origin`` is how the run was made: ``'ingest'`` (a model over a dataset) or ``'import'`` (the paper's count
+    or LAPE files); it is stored under the key ``kind``. ``sae_layers`` / ``neuron_layers`` are left out of the
+    file when None (import runs have neither). :func:`begin_run` adds run_id, run_num, status and timestamps.
+    """
+
+    origin: str
+    model: str
+    dataset: str
+    lang: str
+    lang_name: str
+    config: str | None = None
+    split: str | None = None
+    start: int | None = None
+    end: int | None = None
+    template: str | None = None
+    text_column: str | None = None
+    sae_model: str | None = None
+    neurons: bool = False
+    layers: list[int] = field(default_factory=list)
+    layer_paths: list[str] = field(default_factory=list)
+    sae_layers: list[int] | None = None
+    neuron_layers: list[int] | None = None
+    dtype: str = "float32"
+    max_length: int | None = None
+    bos: bool = True
+    shard_docs: int | None = None
+    source_path: str | None = None
+
+    def to_record(self) -> dict[str, Any]:
+        """The manifest's keys and values as stored (``origin`` as ``kind``)."""
+        out: dict[str, Any] = {ORIGIN_KEY: self.origin}
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if f.name == "origin" or (f.name in ("sae_layers", "neuron_layers") and value is None):
+                continue
+            out[f.name] = list(value) if isinstance(value, list) else value
+        return out
+
+
+def _record(record: RunManifest | dict[str, Any]) -> dict[str, Any]:
+    return record.to_record() if isinstance(record, RunManifest) else dict(record)
+
+
+def run_id_for(identity: RunManifest | dict[str, Any]) -> str:
     """A short, deterministic id for a run identity (12 hex digits of a SHA-256)."""
+    identity = _record(identity)
     payload = json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
@@ -50,14 +103,6 @@ def versions() -> dict[str, str]:
         except PackageNotFoundError:
             out[pkg] = None
     return out
-
-
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to ``path`` through a temporary file and a rename (never half-written)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(data, indent=1, sort_keys=True, default=str), encoding="utf-8")
-    os.replace(tmp, path)
 
 
 @contextlib.contextmanager
@@ -101,12 +146,15 @@ def next_run_num(layout: Layout) -> int:
     return max(nums, default=0) + 1
 
 
-def begin_run(layout: Layout, record: dict[str, Any], overwrite: bool = False) -> tuple[dict[str, Any], bool]:
+def begin_run(
+    layout: Layout, record: RunManifest | dict[str, Any], overwrite: bool = False
+) -> tuple[dict[str, Any], bool]:
     """Create (or find, to resume) the run of ``record``; return ``(manifest, already_complete)``.
 
     ``record`` holds the identity keys and any other metadata; ``run_id``, ``run_num``, ``status``,
     ``created_at`` and ``versions`` are filled in here. ``overwrite`` drops an existing run of the same id.
     """
+    record = _record(record)
     run_id = run_id_for(record)
     with store_lock(layout):
         existing = read_manifest(layout, run_id)
@@ -161,10 +209,7 @@ def drop_run(layout: Layout, run_id: str, locked: bool = False) -> None:
     ctx = contextlib.nullcontext() if locked else store_lock(layout)
     with ctx:
         for path in (layout.run_data(run_id), layout.run_work(run_id)):
-            if path.exists():
-                trash = path.with_name(f".trash-{path.name}-{os.getpid()}")
-                os.replace(path, trash)
-                shutil.rmtree(trash, ignore_errors=True)
+            remove_dir(path)
         with contextlib.suppress(FileNotFoundError):
             layout.manifest(run_id).unlink()
 

@@ -20,6 +20,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from langfeat.store.atomic import write_atomic
 from langfeat.store.layout import arrow_schemas
 
 EVENT_ROW_GROUP = 1 << 20
@@ -44,14 +45,30 @@ PARTIAL_SCHEMA = pa.schema(
     ]
 )
 KINDS = {"sae": ("feature_counts", "feature"), "neuron": ("neuron_counts", "neuron")}
+# The per-unit aggregates (over positive activations) and the value each starts from: its merge's identity.
+AGGREGATES: dict[str, tuple[str, float]] = {
+    "tok_count": ("int64", 0), "doc_count": ("int64", 0), "act_sum": ("float64", 0.0),
+    "act_max": ("float32", -np.inf), "act_min": ("float32", np.inf),
+}
+
+
+def empty_aggregates(n: int) -> dict[str, np.ndarray]:
+    """The :data:`AGGREGATES` of ``n`` units before anything was seen."""
+    return {col: np.full(n, init, dtype) for col, (dtype, init) in AGGREGATES.items()}
+
+
+def token_rows(token_ids: Sequence[Sequence[int]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Token-id lists as long columns: document index (int64), position (int32) and token id (int32)."""
+    lengths = np.asarray([len(t) for t in token_ids], dtype=np.int64)
+    doc = np.repeat(np.arange(len(lengths), dtype=np.int64), lengths)
+    pos = np.concatenate([np.arange(k, dtype=np.int32) for k in lengths]) if len(lengths) else np.zeros(0, np.int32)
+    flat = np.fromiter((t for ids in token_ids for t in ids), dtype=np.int32, count=int(lengths.sum()))
+    return doc, pos, flat
 
 
 def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
     """Write ``table`` to ``path`` through a hidden temporary file and a rename."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, **options)
-    os.replace(tmp, path)
+    write_atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
 
 
 def _constant_strings(value: str, n: int) -> pa.Array:
@@ -175,14 +192,9 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
     path = lang_dir / "docs" / name
     write_parquet_atomic(docs, path, **TABLE_OPTIONS)
     files.append(path)
-    lengths = np.asarray([len(t) for t in data.token_ids], dtype=np.int64)
-    flat = np.fromiter((t for ids in data.token_ids for t in ids), dtype=np.int32, count=int(lengths.sum()))
+    row, pos, flat = token_rows(data.token_ids)
     tokens = pa.table(
-        [
-            pa.array(np.repeat(doc_ids, lengths), pa.int64()),
-            pa.array(np.concatenate([np.arange(k, dtype=np.int32) for k in lengths]) if n else [], pa.int32()),
-            pa.array(flat, pa.int32()),
-        ],
+        [pa.array(doc_ids[row], pa.int64()), pa.array(pos, pa.int32()), pa.array(flat, pa.int32())],
         schema=arrow_schemas()["tokens"],
     )
     path = lang_dir / "tokens" / name
@@ -209,10 +221,8 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
         "shard": data.shard, "n_docs": int(n), "n_tokens": int(data.n_tokens.sum()),
         "files": [p.relative_to(work).as_posix() for p in files],
     }
-    marker = shard_marker(partials, data.shard)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps(info), encoding="utf-8")
-    os.replace(tmp, marker)
+    text = json.dumps(info)
+    write_atomic(shard_marker(partials, data.shard), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return info
 
 
@@ -227,14 +237,7 @@ def compact_partials(work: Path, lang: str, shards: Sequence[int], dims: Mapping
         keys = sorted(k for k in dims if k[0] == kind)
         if not keys:
             continue
-        acc = {
-            k: {
-                "tok_count": np.zeros(dims[k], np.int64), "doc_count": np.zeros(dims[k], np.int64),
-                "act_sum": np.zeros(dims[k], np.float64), "act_max": np.full(dims[k], -np.inf, np.float32),
-                "act_min": np.full(dims[k], np.inf, np.float32),
-            }
-            for k in keys
-        }
+        acc = {k: empty_aggregates(dims[k]) for k in keys}
         for shard in shards:
             path = partials / f"shard-{shard:05d}.{kind}.parquet"
             if not path.exists():
