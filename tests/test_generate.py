@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from importlib import resources
-
-import duckdb
 import polars as pl
 import pytest
 import torch
@@ -14,6 +11,7 @@ from langfeat import interventions as iv
 from langfeat.errors import UsageError
 from langfeat.experiments import generate as gen
 from langfeat.models import load_model
+from langfeat.store.catalog import connect_views
 from langfeat.store.layout import Layout
 from langfeat.store.results import write_result
 
@@ -151,10 +149,7 @@ def test_switch_view_matches_hand_counts(tmp_path):
     )
     layout = Layout(tmp_path / "store")
     write_result(layout, gen.TABLE, "g1", rows, {})
-    con = duckdb.connect()
-    for name in ["80_generate_results.sql", "81_generate_switch.sql"]:
-        sql = resources.files("langfeat.sql.queries").joinpath(name).read_text(encoding="utf-8")
-        con.execute(sql.replace("{store}", layout.root.as_posix()))
+    con = connect_views(layout.root, ["db/75_generate_results.sql", "queries/generate/20_generate_switch.sql"])
     got = {(r["lang"], r["multiplier"]): r for r in con.sql("SELECT * FROM generate_switch").pl().iter_rows(named=True)}
     fr = got[("fr", 0.3)]
     assert (fr["n"], fr["n_judged"], fr["n_target"], fr["n_away"], fr["n_switched"]) == (4, 3, 2, 1, 2)

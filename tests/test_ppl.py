@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from importlib import resources
 
 import duckdb
 import numpy as np
@@ -16,10 +15,14 @@ from langfeat import interventions as iv
 from langfeat.errors import UsageError
 from langfeat.experiments import ppl
 from langfeat.models import load_model
+from langfeat.store.catalog import connect_views
 from langfeat.store.layout import Layout
 from langfeat.store.results import write_result
 
-PPL_QUERIES = ["70_ppl_results.sql", "71_ppl_delta.sql", "72_ppl_rowmax.sql"]
+PPL_QUERIES = [
+    "db/74_ppl_results.sql", "queries/ppl/10_ppl_summary.sql", "queries/ppl/20_ppl_delta.sql",
+    "queries/ppl/21_ppl_delta_long.sql", "queries/ppl/30_ppl_rowmax.sql", "queries/ppl/31_ppl_delta_summary.sql",
+]
 
 
 @pytest.fixture(scope="module")
@@ -69,11 +72,7 @@ def test_encode_adds_bos_once_and_truncates(loaded):
 
 def views(root) -> duckdb.DuckDBPyConnection:
     """An in-memory DuckDB with the ppl views over the store at ``root``."""
-    con = duckdb.connect()
-    for name in PPL_QUERIES:
-        sql = resources.files("langfeat.sql.queries").joinpath(name).read_text(encoding="utf-8")
-        con.execute(sql.replace("{store}", Layout(root).root.as_posix()))
-    return con
+    return connect_views(root, PPL_QUERIES)
 
 
 def test_sweep_and_delta_views_match_hand_computation(loaded, tmp_path):

@@ -354,12 +354,24 @@ class LapeFile:
     n_layers: int
 
 
+ENTROPY_SQL = ("queries/stats/00_lang_entropy_of.sql", "queries/stats/01_lang_entropy.sql")
+
+
 def _entropy(p: np.ndarray) -> np.ndarray:
-    """Natural-log entropy of each row of ``p`` after L1 normalisation (0·ln 0 = 0)."""
-    total = p.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(total > 0, p / np.where(total > 0, total, 1), 0.0)
-        return -(np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0.0)).sum(axis=-1)
+    """The SQL ``lang_entropy`` of each row of ``p`` (one unit's probabilities over languages; 0 for a row
+    without any p > 0), computed by DuckDB over the file's counts."""
+    from langfeat.store.catalog import connect_views
+
+    rows, cols = np.nonzero(p > 0)
+    out = np.zeros(p.shape[0], np.float64)
+    if rows.size == 0:
+        return out
+    probs = pl.DataFrame({"i": rows.astype(np.int64), "p": p[rows, cols].astype(np.float64)})
+    with connect_views(None, ENTROPY_SQL) as con:
+        con.register("probs", probs.to_arrow())
+        got = con.sql("SELECT i, lang_entropy(p) AS h FROM probs GROUP BY i").pl()
+    out[got["i"].to_numpy()] = got["h"].to_numpy()
+    return out
 
 
 def _gather(counts: Any, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -466,8 +478,7 @@ def _set_frame(df: pl.DataFrame, algorithm: str, kind: str) -> pl.DataFrame:
     arrow = to_arrow(out, "feature_sets")
     frame = pl.from_arrow(arrow)
     assert isinstance(frame, pl.DataFrame)
-    return frame.with_columns(pl.col("lang").map_elements(langs.sort_key, return_dtype=pl.String).alias("_o")) \
-        .sort("_o", "rank", "layer", "feature").drop("_o")
+    return langs.sort_frame(frame, "lang", then=("rank", "layer", "feature"), nulls_last=False)
 
 
 def read_lape(path: str | os.PathLike, kind: str | None = None) -> pl.DataFrame:
@@ -603,7 +614,7 @@ def _totals(store: Any, params: Mapping[str, Any], kind: str, tags: list[str]) -
     else:
         unit = pl.col("sae_model").is_not_null() if kind == "sae" else pl.col("neurons").fill_null(False)
         runs = runs.filter(unit)
-    sums = runs.group_by("lang").agg(pl.col("n_docs").sum(), pl.col("n_tokens").sum())
+    sums = store.sql("SELECT lang, n_docs, n_tokens FROM stat_lang_totals(?::VARCHAR[])", [runs["run_id"].to_list()])
     look = {r["lang"]: (int(r["n_docs"] or 0), int(r["n_tokens"] or 0)) for r in sums.iter_rows(named=True)}
     return [look.get(t, (0, 0))[0] for t in tags], [look.get(t, (0, 0))[1] for t in tags]
 
