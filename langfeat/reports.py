@@ -102,6 +102,7 @@ def features_report(store: Any, name: str) -> pl.DataFrame:
         layers = st.sql("SELECT lang, layer, n FROM report_set_layers WHERE name = ?", [name])
         per_lang = st.sql("SELECT * EXCLUDE (name) FROM report_set_langs WHERE name = ?", [name])
         totals = st.sql("SELECT * EXCLUDE (name) FROM report_set_totals WHERE name = ?", [name])
+        layer_totals = st.sql("SELECT layer, n FROM report_set_layer_totals WHERE name = ?", [name])
         extra = _set_langs_from_params(st, name)
     n_layers = int(layers["layer"].max()) + 1 if layers.height else 0
     layer_cols = [f"L{i}" for i in range(n_layers)]
@@ -121,7 +122,8 @@ def features_report(store: Any, name: str) -> pl.DataFrame:
     )
     cols = ["lang", "lang_name", "n", *layer_cols, "entropy_min", "entropy_median", "entropy_max"]
     out = out.select(cols).with_columns(pl.col("n").cast(pl.Int64), *(pl.col(c).cast(pl.Int64) for c in layer_cols))
-    total_layers = {c: int(out[c].sum()) for c in layer_cols}
+    by_layer = dict(zip(layer_totals["layer"].to_list(), layer_totals["n"].to_list(), strict=True))
+    total_layers = {f"L{i}": int(by_layer.get(i, 0)) for i in range(n_layers)}
     t = totals.row(0, named=True) if totals.height else {"n": 0}
     total = pl.DataFrame([{
         "lang": "all", "lang_name": "all", "n": int(t.get("n") or 0), **total_layers,

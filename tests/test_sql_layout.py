@@ -135,10 +135,13 @@ def _entropy_reference(p: np.ndarray) -> np.ndarray:
 
 
 def test_lang_entropy_macro_matches_definition():
-    p = np.array([[0.2, 0.2, 0.0], [0.5, 0.0, 0.0], [0.0, 0.0, 0.0], [1e-9, 0.3, 0.7], [0.1, 0.2, 0.3]])
-    got = paper._entropy(p)
-    np.testing.assert_allclose(got, _entropy_reference(p), rtol=1e-12, atol=1e-15)
-    assert got[0] == pytest.approx(math.log(2)) and got[1] == 0.0 and got[2] == 0.0
+    counts = np.array([[2, 4, 0], [5, 0, 0], [0, 0, 0], [1, 300, 700], [1, 4, 9]], dtype=np.float64)
+    n_tok = np.array([10.0, 20.0, 0.0])  # a language without tokens divides by 1, as the paper's code
+    p, entropy = paper._file_stats(counts, n_tok)
+    want = counts / np.array([10.0, 20.0, 1.0])
+    np.testing.assert_allclose(p, want, rtol=1e-15)
+    np.testing.assert_allclose(entropy, _entropy_reference(want), rtol=1e-12, atol=1e-15)
+    assert entropy[0] == pytest.approx(math.log(2)) and entropy[1] == 0.0 and entropy[2] == 0.0
 
 
 def test_merge_counts_macro():

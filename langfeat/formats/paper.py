@@ -357,21 +357,31 @@ class LapeFile:
 ENTROPY_SQL = ("queries/stats/00_lang_entropy_of.sql", "queries/stats/01_lang_entropy.sql")
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    """The SQL ``lang_entropy`` of each row of ``p`` (one unit's probabilities over languages; 0 for a row
-    without any p > 0), computed by DuckDB over the file's counts."""
+def _file_stats(ctok: np.ndarray, n_tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From a LAPE file's counts ``ctok[unit, language]`` and ``n_tok[language]``: the activation probabilities
+    p = count / tokens (``[unit, language]``; a language without tokens divides by 1, as the paper) and each
+    unit's SQL ``lang_entropy`` over the languages with p > 0 (0 when there is none), computed by DuckDB."""
     from langfeat.store.catalog import connect_views
 
-    rows, cols = np.nonzero(p > 0)
-    out = np.zeros(p.shape[0], np.float64)
-    if rows.size == 0:
-        return out
-    probs = pl.DataFrame({"i": rows.astype(np.int64), "p": p[rows, cols].astype(np.float64)})
+    p = np.zeros(ctok.shape, np.float64)
+    entropy = np.zeros(ctok.shape[0], np.float64)
+    units, cols = np.nonzero(ctok)
+    if units.size == 0:
+        return p, entropy
+    counts = pl.DataFrame({"i": units.astype(np.int64), "l": cols.astype(np.int64),
+                           "c": ctok[units, cols].astype(np.float64)})
+    totals = pl.DataFrame({"l": np.arange(len(n_tok), dtype=np.int64), "n": np.asarray(n_tok, np.float64)})
     with connect_views(None, ENTROPY_SQL) as con:
+        con.register("counts", counts.to_arrow())
+        con.register("totals", totals.to_arrow())
+        probs = con.sql(
+            "SELECT i, l, c / CASE WHEN n > 0 THEN n ELSE 1 END AS p FROM counts JOIN totals USING (l)"
+        ).pl()
         con.register("probs", probs.to_arrow())
-        got = con.sql("SELECT i, lang_entropy(p) AS h FROM probs GROUP BY i").pl()
-    out[got["i"].to_numpy()] = got["h"].to_numpy()
-    return out
+        ent = con.sql("SELECT i, lang_entropy(p) AS h FROM probs WHERE p > 0 GROUP BY i").pl()
+    p[probs["i"].to_numpy(), probs["l"].to_numpy()] = probs["p"].to_numpy()
+    entropy[ent["i"].to_numpy()] = ent["h"].to_numpy()
+    return p, entropy
 
 
 def _gather(counts: Any, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -441,12 +451,10 @@ def load_lape(path: str | os.PathLike, kind: str | None = None) -> LapeFile:
                 if len(probs) == len(ipairs):
                     prob = dict(zip(ipairs, probs, strict=True))
         if has_counts and pairs and (not prob or not entropy):
-            ctok = _gather(data["over_zero_token"], pairs)
-            p_all = ctok / np.where(n_tok > 0, n_tok, 1)
+            p_all, ent = _file_stats(_gather(data["over_zero_token"], pairs), n_tok)
             li = sorted_lang.index(name)
             prob = prob or {pair: float(p_all[j, li]) for j, pair in enumerate(pairs)}
             if not entropy:
-                ent = _entropy(p_all)
                 entropy = {pair: float(ent[j]) for j, pair in enumerate(pairs)}
         cols["entropy"] = [_null_nan(entropy.get(p)) for p in pairs]
         cols["prob"] = [_null_nan(prob.get(p)) for p in pairs]
