@@ -5,8 +5,9 @@
 -- inputs: stat_lang_totals, stat_run_totals, stat_units, merge_counts, lang_entropy
 -- params: kind 'sae' | 'neuron'; run_ids VARCHAR[]; layers INTEGER[] (NULL = every layer); example_rate, hfl_rate
 --   (defaults: identify_defaults())
-CREATE OR REPLACE MACRO sae_lape_candidates(kind, run_ids, layers := NULL, example_rate := identify_defaults().example_rate,
-                                    hfl_rate := identify_defaults().hfl_rate)
+CREATE OR REPLACE MACRO sae_lape_candidates(kind, run_ids, layers := NULL,
+                                            example_rate := identify_defaults().example_rate,
+                                            hfl_rate := identify_defaults().hfl_rate)
 AS TABLE
 WITH
 lt AS (

@@ -3,7 +3,8 @@
 -- (0 where it never fired), p = tok_count / tokens (BOS included, as the paper), coverage = doc_count / docs,
 -- q = p / Σp, act_mean / act_max / act_min, and the unit's entropy across languages (NULL when it never fired).
 -- inputs: stat_lang_totals, unit_stats
--- params: which (the unit kind) 'sae' | 'neuron'; run_ids VARCHAR[]; at_layer INTEGER; at_unit INTEGER (feature or neuron)
+-- params: which (the unit kind) 'sae' | 'neuron'; run_ids VARCHAR[]; at_layer INTEGER; at_unit INTEGER
+--   (the SAE feature or neuron)
 CREATE OR REPLACE MACRO report_unit_langs(which, run_ids, at_layer, at_unit) AS TABLE
 WITH s AS (
     SELECT * FROM unit_stats(which, run_ids, layers := [at_layer]) WHERE unit = at_unit
