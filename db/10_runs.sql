@@ -1,5 +1,6 @@
 -- runs: one row per run manifest (<store>/runs/<run_id>.json), whatever its status (running | complete | failed).
 -- Columns are typed explicitly so the view works with zero runs; runs/_schema.json is a placeholder row.
+-- inputs: runs/*.json (source)
 CREATE OR REPLACE VIEW runs AS
 SELECT
     run_id, run_num, kind, status,
@@ -9,7 +10,7 @@ SELECT
     layers, layer_paths, sae_layers, neuron_layers, dtype, max_length, bos, shard_docs,
     n_docs, n_tokens,
     created_at, finished_at, versions, error
-FROM read_json('{store}/runs/*.json', format = 'auto', columns = {
+FROM read_json({glob:runs}, format = 'auto', columns = {
     run_id: 'VARCHAR', run_num: 'INTEGER', kind: 'VARCHAR', status: 'VARCHAR',
     model: 'VARCHAR', sae_model: 'VARCHAR', neurons: 'BOOLEAN',
     dataset: 'VARCHAR', config: 'VARCHAR', split: 'VARCHAR', "start": 'BIGINT', "end": 'BIGINT',
@@ -20,4 +21,4 @@ FROM read_json('{store}/runs/*.json', format = 'auto', columns = {
     shard_docs: 'INTEGER', n_docs: 'BIGINT', n_tokens: 'BIGINT',
     created_at: 'TIMESTAMPTZ', finished_at: 'TIMESTAMPTZ', versions: 'JSON', error: 'VARCHAR'
 })
-WHERE run_id IS DISTINCT FROM '_schema';
+WHERE run_id IS DISTINCT FROM {schema};

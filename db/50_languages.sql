@@ -1,4 +1,5 @@
 -- languages: one row per language with complete runs (totals from the run manifests), by English name.
+-- inputs: runs
 CREATE OR REPLACE VIEW languages AS
 SELECT
     lang,

@@ -1,8 +1,9 @@
 """Identify language-specific units (SAE-LAPE for SAE features, LAPE for neurons) and store them as named sets.
 
-The statistics and the selection are the SQL table macro ``identify_units`` (``queries/40_identify_units.sql``,
-built on ``30_sae_lape_candidates.sql``, ``31_sae_lape.sql``, ``32_lape_bars.sql``, ``33_lape.sql``); this module
-selects the runs, validates parameters, writes ``sets/name=<NAME>/{features.parquet, params.json}`` and summarises.
+The statistics and the selection are the SQL table macro ``identify_units`` (``queries/identify/``, built on
+``sae_lape_candidates``, ``sae_lape``, ``lape_bars`` and ``lape``); its default parameters are the SQL macro
+``identify_defaults()``, which :class:`Params` reads. This module selects the runs, validates parameters, writes
+``sets/name=<NAME>/{features.parquet, params.json}`` and reads the set's summary (``report_set_summary``).
 """
 
 from __future__ import annotations
@@ -10,34 +11,52 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from typing import Any
 
+import duckdb
 import polars as pl
 
-from langfeat import stats
+from langfeat import langs, stats
 from langfeat.errors import UsageError
 
 __all__ = ["ALGORITHMS", "Params", "compute", "default_name", "identify", "identify_named", "resolve_layers", "summary"]
 
 ALGORITHMS = ("sae-lape", "lape")
+DEFAULTS_SQL = "queries/identify/00_identify_defaults.sql"
+
+
+@cache
+def sql_defaults() -> dict[str, Any]:
+    """The SQL macro ``identify_defaults()``: the one definition of the identification defaults."""
+    from langfeat.store.catalog import sql_file
+
+    with duckdb.connect(":memory:") as con:
+        con.execute(sql_file(DEFAULTS_SQL))
+        (row,) = con.sql("SELECT identify_defaults()").fetchall()
+    return dict(row[0])
+
+
+_D = sql_defaults()
 
 
 @dataclass
 class Params:
-    """Every identification parameter (the paper's flag names; defaults as in its identify.py)."""
+    """Every identification parameter (the paper's flag names; defaults as in its identify.py, read from the SQL
+    macro ``identify_defaults()``: ``Params.example_rate`` etc. are the defaults everywhere)."""
 
     algorithm: str = "sae-lape"
     kind: str = "sae"
-    topk_threshold_ratio: float = 0.8
-    example_rate: float = 0.98
-    hfl_rate: float = 0.1
-    filter_rate: float = 0.95
-    top_rate: float = 0.01
-    activation_bar_ratio: float = 0.95
+    topk_threshold_ratio: float = _D["ratio"]
+    example_rate: float = _D["example_rate"]
+    hfl_rate: float = _D["hfl_rate"]
+    filter_rate: float = _D["filter_rate"]
+    top_rate: float = _D["top_rate"]
+    activation_bar_ratio: float = _D["activation_bar_ratio"]
     units_per_layer: int | None = None
     lang_specific: bool = False
     lang_shared: bool = False
-    shared_count: int = 2
+    shared_count: int = _D["shared_count"]
     top: int | None = None
     top_per_layer: bool = False
     top_by_frequency: bool = False
@@ -112,16 +131,16 @@ def default_name(p: Params) -> str:
         parts.append(p.kind)
     if p.algorithm == "sae-lape":
         parts.append(f"r{_fmt(p.topk_threshold_ratio)}")
-        if p.example_rate != 0.98:
+        if p.example_rate != Params.example_rate:
             parts.append(f"x{_fmt(p.example_rate)}")
-        if p.hfl_rate != 0.1:
+        if p.hfl_rate != Params.hfl_rate:
             parts.append(f"hfl{_fmt(p.hfl_rate)}")
     else:
-        if p.filter_rate != 0.95:
+        if p.filter_rate != Params.filter_rate:
             parts.append(f"f{_fmt(p.filter_rate)}")
-        if p.top_rate != 0.01:
+        if p.top_rate != Params.top_rate:
             parts.append(f"t{_fmt(p.top_rate)}")
-        if p.activation_bar_ratio != 0.95:
+        if p.activation_bar_ratio != Params.activation_bar_ratio:
             parts.append(f"b{_fmt(p.activation_bar_ratio)}")
     if p.lang_specific:
         parts.append("specific")
@@ -137,11 +156,10 @@ def default_name(p: Params) -> str:
 
 
 def _n_units(st: Any, p: Params, ids: list[str]) -> int:
-    """Units per layer for LAPE's percentile: given, else the largest unit index seen + 1."""
+    """Units per layer for LAPE's percentile: given, else ``stat_n_units`` (the largest unit index seen + 1)."""
     if p.units_per_layer is not None:
         return int(p.units_per_layer)
-    got = st.sql("SELECT max(unit) AS m FROM stat_units(?, ?, layers := ?)", [p.kind, ids, p.layers])["m"][0]
-    return 0 if got is None else int(got) + 1
+    return int(st.sql("SELECT n_units FROM stat_n_units(?, ?, layers := ?)", [p.kind, ids, p.layers])["n_units"][0])
 
 
 def compute(store: Any, runs: pl.DataFrame | Sequence[str], params: Params) -> pl.DataFrame:
@@ -179,10 +197,11 @@ def identify(store: Any = None, **kw: Any) -> pl.DataFrame:
 def identify_named(
     store: Any = None, *, algorithm: str = "sae-lape", model: str | None = None, sae_model: str | None = None,
     layers: Sequence[str | int] | str | None = None, dataset_configs: Sequence[str] | str | None = None,
-    top: int | None = None, top_per_layer: bool = False, topk_threshold_ratio: float = 0.8,
-    top_by_frequency: bool = False, example_rate: float = 0.98, hfl_rate: float = 0.1,
+    top: int | None = None, top_per_layer: bool = False, topk_threshold_ratio: float = Params.topk_threshold_ratio,
+    top_by_frequency: bool = False, example_rate: float = Params.example_rate, hfl_rate: float = Params.hfl_rate,
     entropy_threshold: float | None = None, lang_specific: bool = False, lang_shared: bool = False,
-    shared_count: int = 2, filter_rate: float = 0.95, top_rate: float = 0.01, activation_bar_ratio: float = 0.95,
+    shared_count: int = Params.shared_count, filter_rate: float = Params.filter_rate,
+    top_rate: float = Params.top_rate, activation_bar_ratio: float = Params.activation_bar_ratio,
     units_per_layer: int | None = None, kind: str | None = None, name: str | None = None, overwrite: bool = False,
     save: bool = True,
 ) -> tuple[str, pl.DataFrame]:
@@ -249,30 +268,21 @@ def _jsonable(value: Any) -> Any:
 
 def summary(store: Any, name: str) -> tuple[pl.DataFrame, dict[str, Any]]:
     """Per language of set ``name`` (all languages of its runs, by English name): lang, lang_name, docs, tokens,
-    n (units), entropy_min / median / max; and the set's params (with its candidate count where it applies)."""
+    n (units), entropy_min / median / max (``report_set_summary``); and the set's params (with its candidate count,
+    ``sae_lape_candidate_count``, where it applies)."""
     import json
 
     with stats.opened(store) as st:
         rows = st.sql("SELECT params FROM feature_set_params WHERE name = ?", [name])
         params = json.loads(rows["params"][0]) if rows.height and rows["params"][0] else {}
-        df = stats.feature_set(st, name)
+        stats.feature_set(st, name)  # raises UsageError on an unknown name
         ids = params.get("runs") or []
-        totals = stats.language_totals(st, ids) if ids else pl.DataFrame(
-            schema={"lang": pl.String, "lang_name": pl.String, "n_docs": pl.Int64, "n_tokens": pl.Int64})
+        out = st.sql("SELECT * FROM report_set_summary(?, ?::VARCHAR[])", [name, ids])
         if params.get("algorithm") == "sae-lape" and ids:
-            cand = st.sql(
-                "SELECT count(DISTINCT (layer, unit)) AS n FROM sae_lape_candidates(?, ?, layers := ?, "
-                "example_rate := ?, hfl_rate := ?)",
+            params["candidates"] = int(st.sql(
+                "SELECT candidates FROM sae_lape_candidate_count(?, ?, layers := ?, example_rate := ?, hfl_rate := ?)",
                 [params["kind"], ids, params.get("layers"), float(params["example_rate"]), float(params["hfl_rate"])],
-            )["n"][0]
-            params["candidates"] = int(cand)
-    per = df.group_by("lang").agg(
-        pl.len().alias("n"), pl.col("entropy").min().alias("entropy_min"),
-        pl.col("entropy").median().alias("entropy_median"), pl.col("entropy").max().alias("entropy_max"),
-    )
-    out = totals.select("lang", "lang_name", pl.col("n_docs").alias("docs"), pl.col("n_tokens").alias("tokens")) \
-        .join(per, on="lang", how="full", coalesce=True) \
-        .with_columns(pl.col("n").fill_null(0).cast(pl.Int64))
+            )["candidates"][0])
     out = out.with_columns(pl.col("lang_name").fill_null(pl.col("lang").map_elements(
-        stats._name_or_tag, return_dtype=pl.String)))
+        langs.display_name, return_dtype=pl.String)))
     return out.sort("lang_name", "lang"), params

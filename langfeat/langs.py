@@ -8,10 +8,12 @@ language's usual script (``zh-Hant``, ``sr-Latn``). Regions are dropped (``pt-BR
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 
 import langcodes
+import polars as pl
 
 # Scripts that are part of a language's usual (composite) script: Korean ``Kore`` = Hangul + Han, etc.
 _USUAL_SCRIPTS = {"ko": ("Hang", "Kore"), "ja": ("Jpan", "Hira", "Kana"), "zh": ("Hans",)}
@@ -71,6 +73,27 @@ def english_name(value: str) -> str:
     return resolve(value).name
 
 
+def display_name(value: str) -> str:
+    """The English name of ``value``, or ``value`` itself when it is no known language (``'unknown'``, ``'all'``)."""
+    try:
+        return resolve(value).name
+    except UnknownLanguageError:
+        return str(value)
+
+
 def sort_key(value: str) -> str:
-    """Order languages by English name, as the paper's ``sorted_lang`` does."""
-    return resolve(value).name
+    """The language order used everywhere: by English name, as the paper's ``sorted_lang`` (an unknown tag sorts
+    by itself). In SQL the same order is ``ORDER BY lang_name, lang``."""
+    return display_name(value)
+
+
+def sort_frame(df: pl.DataFrame, *cols: str, then: Sequence[str] = (), last: Sequence[str] = (),
+               nulls_last: bool = True) -> pl.DataFrame:
+    """``df`` sorted by the language order (:func:`sort_key`) of each of ``cols`` (default ``lang``; ties by the
+    tag), then by the columns ``then``; values in ``last`` (e.g. ``'unknown'``) sort after every language."""
+    if df.height == 0:
+        return df
+    keys: list[pl.Expr] = []
+    for col in cols or ("lang",):
+        keys += [pl.col(col).is_in(list(last)), pl.col(col).map_elements(sort_key, return_dtype=pl.String), pl.col(col)]
+    return df.sort([*keys, *(pl.col(c) for c in then)], maintain_order=True, nulls_last=nulls_last)

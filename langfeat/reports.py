@@ -6,14 +6,14 @@
 * :func:`feature_report`: one unit (``LAYER:FEATURE``): per-language activation probability, coverage and
   entropy, the feature sets containing it, and its top-activating contexts from ``events`` / ``tokens``.
 
-The SQL lives in ``queries/5x_report_*.sql``.
+Every number comes from the SQL in ``queries/reports/`` (``report_*`` views and table macros); this module picks
+runs, decodes token ids and shapes frames for display.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import math
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -37,21 +37,6 @@ __all__ = [
 ]
 
 UNIT_KINDS = ("sae", "neuron")
-
-
-def _lang_name(tag: str) -> str:
-    try:
-        return langs.english_name(tag)
-    except langs.UnknownLanguageError:
-        return tag
-
-
-def _by_language(df: pl.DataFrame, col: str = "lang") -> pl.DataFrame:
-    """``df`` sorted by the English name of ``col`` (the paper's ``sorted_lang`` order)."""
-    if df.height == 0:
-        return df
-    return df.with_columns(pl.col(col).map_elements(_lang_name, return_dtype=pl.String).alias("_o")) \
-        .sort("_o", col).drop("_o")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -117,6 +102,7 @@ def features_report(store: Any, name: str) -> pl.DataFrame:
         layers = st.sql("SELECT lang, layer, n FROM report_set_layers WHERE name = ?", [name])
         per_lang = st.sql("SELECT * EXCLUDE (name) FROM report_set_langs WHERE name = ?", [name])
         totals = st.sql("SELECT * EXCLUDE (name) FROM report_set_totals WHERE name = ?", [name])
+        layer_totals = st.sql("SELECT layer, n FROM report_set_layer_totals WHERE name = ?", [name])
         extra = _set_langs_from_params(st, name)
     n_layers = int(layers["layer"].max()) + 1 if layers.height else 0
     layer_cols = [f"L{i}" for i in range(n_layers)]
@@ -131,12 +117,13 @@ def features_report(store: Any, name: str) -> pl.DataFrame:
         base.join(per_lang, on="lang", how="left").join(wide, on="lang", how="left")
         .with_columns(pl.col("n").fill_null(0), *(pl.col(c).fill_null(0) for c in layer_cols))
     )
-    out = _by_language(out).with_columns(
-        pl.col("lang").map_elements(_lang_name, return_dtype=pl.String).alias("lang_name")
+    out = langs.sort_frame(out).with_columns(
+        pl.col("lang").map_elements(langs.display_name, return_dtype=pl.String).alias("lang_name")
     )
     cols = ["lang", "lang_name", "n", *layer_cols, "entropy_min", "entropy_median", "entropy_max"]
     out = out.select(cols).with_columns(pl.col("n").cast(pl.Int64), *(pl.col(c).cast(pl.Int64) for c in layer_cols))
-    total_layers = {c: int(out[c].sum()) for c in layer_cols}
+    by_layer = dict(zip(layer_totals["layer"].to_list(), layer_totals["n"].to_list(), strict=True))
+    total_layers = {f"L{i}": int(by_layer.get(i, 0)) for i in range(n_layers)}
     t = totals.row(0, named=True) if totals.height else {"n": 0}
     total = pl.DataFrame([{
         "lang": "all", "lang_name": "all", "n": int(t.get("n") or 0), **total_layers,
@@ -157,11 +144,11 @@ def languages_report(store: Any = None) -> pl.DataFrame:
         return st.sql("SELECT * EXCLUDE (run_num) FROM report_languages")
 
 
-def language_totals_report(runs: pl.DataFrame) -> pl.DataFrame:
-    """Per language of a :func:`languages_report` frame: runs, docs, tokens, tokens_per_doc."""
-    return _by_language(runs.group_by("lang").agg(
-        pl.col("lang_name").first(), pl.len().alias("runs"), pl.col("docs").sum(), pl.col("tokens").sum(),
-    ).with_columns((pl.col("tokens") / pl.col("docs")).round(1).alias("tokens_per_doc")))
+def language_totals_report(store: Any = None) -> pl.DataFrame:
+    """Per language, the totals of :func:`languages_report` (view ``report_language_totals``): lang, lang_name,
+    runs, docs, tokens, tokens_per_doc (by English name)."""
+    with opened(store) as st:
+        return st.sql("SELECT * FROM report_language_totals")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -232,46 +219,33 @@ def _tokenizer(model: str | None, override: str | None) -> Any | None:
 
 def _contexts(st: Any, layer: int, unit: int, runs: pl.DataFrame, top: int, window: int,
               tokenizer: str | None) -> tuple[pl.DataFrame, bool]:
+    """The ``report_unit_contexts`` rows, decoded with each run's tokenizer where one loads (else ``[id]``)."""
     schema = {"run_id": pl.String, "lang": pl.String, "doc_id": pl.Int64, "pos": pl.Int32, "act": pl.Float32,
               "left": pl.String, "token": pl.String, "right": pl.String}
     run_ids = runs["run_id"].to_list()
     if not run_ids or top <= 0:
         return pl.DataFrame(schema=schema), False
-    marks = ", ".join("?" * len(run_ids))
-    events = st.sql(
-        f"SELECT run_id, lang, doc_id, pos, act FROM events WHERE layer = ? AND feature = ? AND run_id IN ({marks}) "
-        "ORDER BY act DESC, doc_id, pos LIMIT ?", [layer, unit, *run_ids, top],
-    )
-    if events.height == 0:
+    hits = st.sql("SELECT * FROM report_unit_contexts(?::VARCHAR[], ?, ?, ?, ?)", [run_ids, layer, unit, top, window])
+    if hits.height == 0:
         return pl.DataFrame(schema=schema), False
-    docs = events["doc_id"].unique().to_list()
-    toks = st.sql(
-        f"SELECT doc_id, pos, token_id FROM tokens WHERE run_id IN ({marks}) AND doc_id IN "
-        f"({', '.join('?' * len(docs))}) ORDER BY doc_id, pos", [*run_ids, *docs],
-    )
-    by_doc = {d: g["token_id"].to_list() for (d,), g in toks.partition_by("doc_id", as_dict=True).items()}
     models = dict(zip(runs["run_id"], runs["model"], strict=True))
     cache: dict[str, Any] = {}
     decoded_all = True
     rows = []
-    for ev in events.iter_rows(named=True):
-        ids = by_doc.get(ev["doc_id"], [])
-        pos = ev["pos"]
-        lo, hi = max(0, pos - window), min(len(ids), pos + window + 1)
-        model = models.get(ev["run_id"])
+    for hit in hits.iter_rows(named=True):
+        model = models.get(hit["run_id"])
         if model not in cache:
             cache[model] = _tokenizer(model, tokenizer)
         tok = cache[model]
-        if tok is not None and pos < len(ids):
-            left = tok.decode(ids[lo:pos])
-            token = tok.decode(ids[pos:pos + 1])
-            right = tok.decode(ids[pos + 1:hi])
+        left_ids, token_id, right_ids = hit.pop("left_ids"), hit.pop("token_id"), hit.pop("right_ids")
+        if tok is not None and token_id is not None:
+            left, token, right = tok.decode(left_ids), tok.decode([token_id]), tok.decode(right_ids)
         else:
             decoded_all = False
-            left = " ".join(f"[{i}]" for i in ids[lo:pos])
-            token = f"[{ids[pos]}]" if pos < len(ids) else "[?]"
-            right = " ".join(f"[{i}]" for i in ids[pos + 1:hi])
-        rows.append({**ev, "left": left, "token": token, "right": right})
+            left = " ".join(f"[{i}]" for i in left_ids)
+            token = "[?]" if token_id is None else f"[{token_id}]"
+            right = " ".join(f"[{i}]" for i in right_ids)
+        rows.append({**hit, "left": left, "token": token, "right": right})
     return pl.DataFrame(rows, schema=schema), decoded_all
 
 
@@ -283,11 +257,12 @@ def feature_report(
     """Report on SAE feature / neuron ``unit`` (``'LAYER:FEATURE'``) over the complete runs (filtered by
     ``run`` ids / prefixes, ``model``, ``lang``) that recorded its layer.
 
-    Per language (by English name): runs, docs, tokens, tok_count, doc_count, p = tok_count / tokens
-    (BOS included, as the paper), coverage = doc_count / docs, q = p / Σp, act_mean = Σact_sum / Σtok_count,
-    act_max, act_min. ``entropy`` = −Σ q ln q. ``sets``: the feature sets holding the unit. ``contexts``: the
-    ``top`` highest activations (SAE features only: neurons have no events) with ``window`` tokens either side,
-    decoded with the run's tokenizer (or ``tokenizer``) when it loads from local files, else as ``[id]``.
+    Per language (by English name; the table macro ``report_unit_langs``): runs, docs, tokens, tok_count,
+    doc_count, p = tok_count / tokens (BOS included, as the paper), coverage = doc_count / docs, q = p / Σp,
+    act_mean = Σact_sum / Σtok_count, act_max, act_min. ``entropy`` = −Σ q ln q. ``sets``: the feature sets
+    holding the unit. ``contexts``: the ``top`` highest activations (SAE features only: neurons have no events)
+    with ``window`` tokens either side (``report_unit_contexts``), decoded with the run's tokenizer (or
+    ``tokenizer``) when it loads from local files, else as ``[id]``.
     """
     if kind not in UNIT_KINDS:
         raise UsageError(f"unknown --kind {kind!r}: use sae or neuron")
@@ -295,9 +270,7 @@ def feature_report(
     with opened(store) as st:
         runs = _select_runs(st, kind, layer, run, model, lang)
         run_ids = runs["run_id"].to_list()
-        counts = st.sql(
-            "SELECT * FROM report_unit_runs WHERE unit_kind = ? AND layer = ? AND unit = ?", [kind, layer, idx]
-        ).filter(pl.col("run_id").is_in(run_ids))
+        per = st.sql("SELECT * FROM report_unit_langs(?, ?::VARCHAR[], ?, ?)", [kind, run_ids, layer, idx])
         sets = st.sql(
             "SELECT name, algorithm, lang, rank, entropy, prob FROM feature_sets WHERE kind = ? AND layer = ? "
             "AND feature = ? ORDER BY name", [kind, layer, idx],
@@ -306,33 +279,9 @@ def feature_report(
             _contexts(st, layer, idx, runs, top, window, None if tokenizer is None else str(tokenizer))
             if kind == "sae" else (pl.DataFrame(), False)
         )
-    totals = runs.group_by("lang").agg(
-        pl.len().cast(pl.Int64).alias("runs"), pl.col("n_docs").sum().alias("docs"),
-        pl.col("n_tokens").sum().alias("tokens"),
-    )
-    agg = counts.group_by("lang").agg(
-        pl.col("tok_count").sum(), pl.col("doc_count").sum(), pl.col("act_sum").sum(),
-        pl.col("act_max").max(), pl.col("act_min").min(),
-    )
-    per = totals.join(agg, on="lang", how="left").with_columns(
-        pl.col("tok_count").fill_null(0), pl.col("doc_count").fill_null(0)
-    ).with_columns(
-        (pl.col("tok_count") / pl.col("tokens")).fill_nan(0.0).alias("p"),
-        (pl.col("doc_count") / pl.col("docs")).fill_nan(0.0).alias("coverage"),
-        (pl.col("act_sum") / pl.col("tok_count")).alias("act_mean"),
-    )
-    p_sum = float(per["p"].sum()) if per.height else 0.0
-    per = per.with_columns((pl.col("p") / p_sum if p_sum > 0 else pl.lit(0.0)).alias("q"))
-    entropy = None
-    if p_sum > 0:
-        entropy = -sum(q * math.log(q) for q in per["q"].to_list() if q > 0)
-    per = _by_language(per).with_columns(
-        pl.col("lang").map_elements(_lang_name, return_dtype=pl.String).alias("lang_name")
-    ).select(
-        "lang", "lang_name", "runs", "docs", "tokens", "tok_count", "doc_count", "p", "coverage", "q",
-        "act_mean", "act_max", "act_min",
-    )
-    sets = _by_language(sets).sort("name", maintain_order=True)
+    entropy = per["entropy"][0] if per.height else None
+    per = per.drop("entropy")
+    sets = langs.sort_frame(sets).sort("name", maintain_order=True)
     return FeatureReport(
         layer=layer, unit=idx, kind=kind, langs=per, entropy=entropy, sets=sets, contexts=contexts,
         decoded=decoded, runs=run_ids,

@@ -1,8 +1,8 @@
 """Statistics over the store's count aggregates: run selection, language totals, per-unit statistics, sets.
 
-Every statistic is computed by the SQL in ``queries/1x–4x_*.sql`` (DuckDB table macros ``stat_units``,
-``stat_lang_totals``, ``stat_lang_units``, ``stat_unit_entropy``, ``unit_stats``, ``sae_lape``, ``lape``,
-``identify_units``); this module only chooses the runs and passes parameters.
+Every statistic is computed by the SQL in ``queries/stats/`` and ``queries/identify/`` (DuckDB table macros
+``stat_units``, ``stat_lang_totals``, ``stat_lang_units``, ``unit_stats``, ``stat_unit_entropy``, ``sae_lape``,
+``lape``, ``identify_units``); this module only chooses the runs and passes parameters.
 """
 
 from __future__ import annotations
@@ -171,10 +171,7 @@ def select_runs(
         raise UsageError(
             f"the selected runs mix SAEs {sorted(set(runs['sae_model'].drop_nulls()))}: pass --sae-model"
         )
-    order = runs.with_columns(
-        pl.col("lang").map_elements(langs.sort_key, return_dtype=pl.String).alias("_o")
-    )
-    return order.sort("_o", "lang", "run_num").drop("_o")
+    return langs.sort_frame(runs, "lang", then=("run_num",))
 
 
 def common_layers(runs: pl.DataFrame, kind: str) -> list[int]:
@@ -187,7 +184,7 @@ def language_totals(store: Any, runs: pl.DataFrame | Sequence[str] | str) -> pl.
     """Per language of the runs: lang, lang_name, runs, run_ids, n_docs, n_tokens (by English name)."""
     ids = run_ids(runs) or []
     with opened(store) as st:
-        return st.sql("SELECT * FROM stat_lang_totals(?)", [ids])
+        return st.sql("SELECT * FROM stat_lang_totals(?::VARCHAR[])", [ids])
 
 
 def unit_stats(
@@ -203,7 +200,7 @@ def unit_stats(
         if ids is None:
             ids = select_runs(st, kind=kind, layers=layers)["run_id"].to_list()
         layer_list = None if layers is None else [int(x) for x in layers]
-        return st.sql("SELECT * FROM unit_stats(?, ?, layers := ?)", [kind, ids, layer_list])
+        return st.sql("SELECT * FROM unit_stats(?, ?::VARCHAR[], layers := ?::INTEGER[])", [kind, ids, layer_list])
 
 
 def feature_set(store: Any, name: str) -> pl.DataFrame:
@@ -215,14 +212,4 @@ def feature_set(store: Any, name: str) -> pl.DataFrame:
             exists = st.sql("SELECT count(*) AS n FROM feature_set_params WHERE name = ?", [name])["n"][0]
             if not exists:
                 raise UsageError(f"no feature set named {name!r}: list them with `langfeat sets`")
-    if df.height == 0:
-        return df
-    order = df.with_columns(pl.col("lang").map_elements(_name_or_tag, return_dtype=pl.String).alias("_o"))
-    return order.sort("_o", "lang", "rank", "layer", "feature", nulls_last=True).drop("_o")
-
-
-def _name_or_tag(tag: str) -> str:
-    try:
-        return langs.sort_key(tag)
-    except langs.UnknownLanguageError:
-        return tag
+    return langs.sort_frame(df, "lang", then=("rank", "layer", "feature"))

@@ -236,6 +236,22 @@ def test_identify_saves_set_and_params(sae_store):
     assert params["num_tokens"]["en"] == counts.n_tok[0] + counts.n_tok[5]
     assert table.filter(pl.col("lang") == "vi")["n"].to_list() == [0]  # present with zero features
     assert params["candidates"] >= df.select("layer", "feature").unique().height
+    # the summary's numbers against an independent computation: candidates from the reference, per-language
+    # counts and entropy ranges from the set itself, totals from the runs' counts
+    order, m, n_tok, n_doc = counts.merged()
+    members = ref.sae_lape_assign(m["tok"][:3], m["doc"][:3], n_tok, n_doc, 0.5)
+    assert params["candidates"] == len({(x.layer, x.unit) for x in members})
+    assert table["lang"].to_list() == ["en", "fr", "de", "th", "vi"]  # English, French, German, Thai, Vietnamese
+    for row in table.iter_rows(named=True):
+        i = order.index(row["lang"])
+        assert (row["docs"], row["tokens"]) == (n_doc[i], n_tok[i])
+        ents = sorted(df.filter(pl.col("lang") == row["lang"])["entropy"].to_list())
+        assert row["n"] == len(ents)
+        if ents:
+            assert (row["entropy_min"], row["entropy_max"]) == (ents[0], ents[-1])
+            assert row["entropy_median"] == pytest.approx(float(np.median(ents)), rel=1e-12)
+        else:
+            assert row["entropy_min"] is None
     with pytest.raises(UsageError, match="already exists"):
         ident.identify(st, topk_threshold_ratio=0.5, lang_specific=True)
     again = ident.identify(st, topk_threshold_ratio=0.5, lang_specific=True, overwrite=True)

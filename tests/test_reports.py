@@ -90,7 +90,7 @@ def test_languages_report(store):
         ("th", store["th"]["run_id"], "toy-sae", 3, 11),
     ]
     assert df["tokens_per_doc"].to_list() == [round(en_tokens / 2, 1), 3.0, 4.0, round(11 / 3, 1)]
-    totals = reports.language_totals_report(df)
+    totals = reports.language_totals_report(store["root"])
     assert totals.select("lang", "runs", "docs", "tokens").rows() == [
         ("en", 1, 2, en_tokens), ("fr", 1, 1, 3), ("de", 1, 1, 4), ("th", 1, 3, 11)]
 

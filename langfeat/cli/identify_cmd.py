@@ -11,6 +11,7 @@ from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
 from langfeat.cli.output import StoreOption
+from langfeat.identify import Params
 
 
 def _report(df: pl.DataFrame, params: dict[str, Any], name: str, path: Path) -> None:
@@ -60,22 +61,25 @@ def identify_cmd(
     ] = None,
     algorithm: Annotated[str, typer.Option(help="sae-lape (or sae_lape) | lape.")] = "sae-lape",
     topk_threshold_ratio: Annotated[float, typer.Option(
-        help="SAE-LAPE: assign a unit to every language with p ≥ ratio · max p.")] = 0.8,
+        help="SAE-LAPE: assign a unit to every language with p ≥ ratio · max p.")] = Params.topk_threshold_ratio,
     example_rate: Annotated[float, typer.Option(
-        help="SAE-LAPE: some language must have the unit in ≥ ⌊rate · docs⌋ of its documents.")] = 0.98,
+        help="SAE-LAPE: some language must have the unit in ≥ ⌊rate · docs⌋ of its documents.")] = Params.example_rate,
     hfl_rate: Annotated[float, typer.Option(
-        help="SAE-LAPE: some language must have tok_count > ⌊rate · tokens⌋.")] = 0.1,
+        help="SAE-LAPE: some language must have tok_count > ⌊rate · tokens⌋.")] = Params.hfl_rate,
     lang_specific: Annotated[bool, typer.Option(help="Keep units assigned to exactly one language.")] = False,
     lang_shared: Annotated[bool, typer.Option(help="Keep units assigned to exactly --shared-count languages.")] = False,
-    shared_count: Annotated[int, typer.Option(help="Languages per unit for --lang-shared.")] = 2,
+    shared_count: Annotated[int, typer.Option(help="Languages per unit for --lang-shared.")] = Params.shared_count,
     top: Annotated[int | None, typer.Option(help="Keep the first N units per language (0 = all).")] = None,
     top_per_layer: Annotated[bool, typer.Option(help="--top counts per layer of each language.")] = False,
     top_by_frequency: Annotated[bool, typer.Option(
         help="Order each language's units by its p (descending) instead of ascending entropy.")] = False,
     entropy_threshold: Annotated[float | None, typer.Option(help="Keep units with entropy ≤ this.")] = None,
-    filter_rate: Annotated[float, typer.Option(help="LAPE: percentile of p a language must exceed.")] = 0.95,
-    top_rate: Annotated[float, typer.Option(help="LAPE: fraction of all units kept (lowest entropy).")] = 0.01,
-    activation_bar_ratio: Annotated[float, typer.Option(help="LAPE: percentile bar for language assignment.")] = 0.95,
+    filter_rate: Annotated[float, typer.Option(
+        help="LAPE: percentile of p a language must exceed.")] = Params.filter_rate,
+    top_rate: Annotated[float, typer.Option(
+        help="LAPE: fraction of all units kept (lowest entropy).")] = Params.top_rate,
+    activation_bar_ratio: Annotated[float, typer.Option(
+        help="LAPE: percentile bar for language assignment.")] = Params.activation_bar_ratio,
     units_per_layer: Annotated[int | None, typer.Option(
         help="LAPE: units per layer for the percentiles (default: the largest unit index seen + 1).")] = None,
     name: Annotated[str | None, typer.Option(

@@ -79,7 +79,7 @@ def report_languages(
     df = languages_report(store)
     if fmt is Format.table and output is None:
         out_console.print(rich_table(df.drop("lang_name"), title="runs per language"))
-        out_console.print(rich_table(language_totals_report(df), title="totals per language"))
+        out_console.print(rich_table(language_totals_report(store), title="totals per language"))
         return
     emit(df, fmt, output, title="runs per language")
 

@@ -2,8 +2,8 @@
 
 The paper's ``check_active_features.py``: each text is run through the model, its MLP outputs are SAE-encoded
 (the ingestion code path, in memory), and the events are matched against a feature set. The votes and the
-prediction come from the same SQL as ``langfeat classify`` (``queries/61_classify_votes.sql`` and
-``62_classify_predictions.sql``, run on in-memory frames), so ties and empty texts predict ``unknown``. Fired
+prediction come from the same SQL as ``langfeat classify`` (``queries/classify/10_classify_votes.sql`` and
+``20_classify_predictions.sql``, run on in-memory frames), so ties and empty texts predict ``unknown``. Fired
 features are listed per language with the tokens they fired on and, when the store holds
 ``feature_explanations``, their explanations.
 """
@@ -28,7 +28,7 @@ from langfeat.layers import mlp_specs, parse_option
 from langfeat.models import base_prefix, load_model, load_saes
 from langfeat.store.layout import sql_text
 
-VOTE_SQL = ("61_classify_votes.sql", "62_classify_predictions.sql")
+VOTE_SQL = ("classify/10_classify_votes.sql", "classify/20_classify_predictions.sql")
 _RUN = "memory"
 
 

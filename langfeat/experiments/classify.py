@@ -6,7 +6,7 @@ set sizes), ``classify_units`` (the feature-set units voted with) and ``classify
 SQL). For the SAE classifiers the documents are an ingested run (re-used when one covers the texts, ingested
 otherwise) and the per-document, per-language votes are the view ``classify_votes`` over ``events`` joined with
 the units; ``classify_predictions`` takes the argmax (ties and all-zero scores: ``unknown``) and
-``classify_metrics`` / ``classify_class_metrics`` / ``classify_confusion`` evaluate it (``queries/6x_classify_*``).
+``classify_metrics`` / ``classify_class_metrics`` / ``classify_confusion`` evaluate it (``queries/classify/``).
 
 * ``sae-count``: firings of each language's SAE features (BOS included).
 * ``sae-min-max``: firings weighted by (act − act_min) / (act_max − act_min + 1e-6) with the set's statistics.
@@ -460,10 +460,7 @@ def confusion(store: Any, name: str) -> pl.DataFrame:
 def predictions(store: Any, name: str) -> pl.DataFrame:
     """Per document of result ``name``: label, prediction, score and the text (the paper's predictions CSV)."""
     _check_known(store, [name])
-    return store.sql(
-        'SELECT p.doc, p.label, p.pred, p.correct, p.score, p.n_best, p.config, p."row", d.text '
-        "FROM classify_predictions p JOIN classify_docs d USING (name, doc) WHERE name = ? ORDER BY p.doc", [name]
-    )
+    return store.sql("SELECT * EXCLUDE (name) FROM classify_prediction_texts WHERE name = ? ORDER BY doc", [name])
 
 
 def compare(store: Any, names: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFrame]:
@@ -481,13 +478,8 @@ def compare(store: Any, names: Sequence[str]) -> tuple[pl.DataFrame, pl.DataFram
 
 
 def _lang_key(tag: str) -> str:
-    if tag == UNKNOWN:
-        return "\uffff"
-    try:
-        return langs.sort_key(tag)
-    except langs.UnknownLanguageError:
-        return tag
+    return "\uffff" if tag == UNKNOWN else langs.sort_key(tag)
 
 
 def _lang_sorted(df: pl.DataFrame, col: str) -> pl.DataFrame:
-    return df.sort(pl.col(col).map_elements(_lang_key, return_dtype=pl.String))
+    return langs.sort_frame(df, col, last=(UNKNOWN,))

@@ -9,7 +9,7 @@ The steering vector of a language is the paper's s_N = α · Σ_f gmax_f · W_de
   newest position at each step.
 
 Each sample is judged by the fastText language identifier (``langfeat.lid``); the views in
-``queries/8x_generate_*.sql`` turn the judgements into switch rates per (language, α).
+``queries/generate/`` turn the judgements into switch rates per (language, α).
 """
 
 from __future__ import annotations
@@ -275,8 +275,7 @@ def switch_rates(store: Any, name: str) -> pl.DataFrame:
     rows = store.sql("SELECT * FROM generate_switch WHERE name = ?", [name])
     if rows.height == 0:
         raise UsageError(f"no generate result named {name!r}: run `langfeat report generate` to list them")
-    key = pl.col("lang").map_elements(langs.sort_key, return_dtype=pl.String)
-    return rows.drop("name").sort(key, "last_token", "multiplier")
+    return langs.sort_frame(rows.drop("name"), "lang", then=("last_token", "multiplier"))
 
 
 def switch_matrix(rates: pl.DataFrame, column: str = "switch_rate") -> pl.DataFrame:

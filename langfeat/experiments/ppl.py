@@ -3,7 +3,7 @@
 A sentence's perplexity is exp of the mean negative log-likelihood of its tokens after the first one (BOS is never
 a target), computed in float32 with padding excluded. Results go to the ``ppl_results`` table of the store, one
 row per (intervened language, evaluated language, sentence), the baseline (``intervention = 'none'``) included;
-the views in ``queries/7x_ppl_*.sql`` derive the ΔPPL matrix from them.
+the views in ``queries/ppl/`` derive the ΔPPL matrix from them.
 """
 
 from __future__ import annotations
@@ -366,5 +366,4 @@ def delta_matrix(store: Any, name: str, metric: str = "mean_delta") -> tuple[pl.
 
 
 def _lang_sorted(df: pl.DataFrame, *cols: str) -> pl.DataFrame:
-    keys = [pl.col(c).map_elements(langs.sort_key, return_dtype=pl.String) for c in cols]
-    return df.sort(keys, nulls_last=False)
+    return langs.sort_frame(df, *cols, nulls_last=False)

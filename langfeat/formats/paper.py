@@ -355,12 +355,34 @@ class LapeFile:
     n_layers: int
 
 
-def _entropy(p: np.ndarray) -> np.ndarray:
-    """Natural-log entropy of each row of ``p`` after L1 normalisation (0·ln 0 = 0)."""
-    total = p.sum(axis=-1, keepdims=True)
-    with np.errstate(invalid="ignore", divide="ignore"):
-        q = np.where(total > 0, p / np.where(total > 0, total, 1), 0.0)
-        return -(np.where(q > 0, q * np.log(np.where(q > 0, q, 1)), 0.0)).sum(axis=-1)
+ENTROPY_SQL = ("queries/stats/00_lang_entropy_of.sql", "queries/stats/01_lang_entropy.sql")
+
+
+def _file_stats(ctok: np.ndarray, n_tok: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """From a LAPE file's counts ``ctok[unit, language]`` and ``n_tok[language]``: the activation probabilities
+    p = count / tokens (``[unit, language]``; a language without tokens divides by 1, as the paper) and each
+    unit's SQL ``lang_entropy`` over the languages with p > 0 (0 when there is none), computed by DuckDB."""
+    from langfeat.store.catalog import connect_views
+
+    p = np.zeros(ctok.shape, np.float64)
+    entropy = np.zeros(ctok.shape[0], np.float64)
+    units, cols = np.nonzero(ctok)
+    if units.size == 0:
+        return p, entropy
+    counts = pl.DataFrame({"i": units.astype(np.int64), "l": cols.astype(np.int64),
+                           "c": ctok[units, cols].astype(np.float64)})
+    totals = pl.DataFrame({"l": np.arange(len(n_tok), dtype=np.int64), "n": np.asarray(n_tok, np.float64)})
+    with connect_views(None, ENTROPY_SQL) as con:
+        con.register("counts", counts.to_arrow())
+        con.register("totals", totals.to_arrow())
+        probs = con.sql(
+            "SELECT i, l, c / CASE WHEN n > 0 THEN n ELSE 1 END AS p FROM counts JOIN totals USING (l)"
+        ).pl()
+        con.register("probs", probs.to_arrow())
+        ent = con.sql("SELECT i, lang_entropy(p) AS h FROM probs WHERE p > 0 GROUP BY i").pl()
+    p[probs["i"].to_numpy(), probs["l"].to_numpy()] = probs["p"].to_numpy()
+    entropy[ent["i"].to_numpy()] = ent["h"].to_numpy()
+    return p, entropy
 
 
 def _gather(counts: Any, pairs: list[tuple[int, int]]) -> np.ndarray:
@@ -430,12 +452,10 @@ def load_lape(path: str | os.PathLike, kind: str | None = None) -> LapeFile:
                 if len(probs) == len(ipairs):
                     prob = dict(zip(ipairs, probs, strict=True))
         if has_counts and pairs and (not prob or not entropy):
-            ctok = _gather(data["over_zero_token"], pairs)
-            p_all = ctok / np.where(n_tok > 0, n_tok, 1)
+            p_all, ent = _file_stats(_gather(data["over_zero_token"], pairs), n_tok)
             li = sorted_lang.index(name)
             prob = prob or {pair: float(p_all[j, li]) for j, pair in enumerate(pairs)}
             if not entropy:
-                ent = _entropy(p_all)
                 entropy = {pair: float(ent[j]) for j, pair in enumerate(pairs)}
         cols["entropy"] = [_null_nan(entropy.get(p)) for p in pairs]
         cols["prob"] = [_null_nan(prob.get(p)) for p in pairs]
@@ -467,8 +487,7 @@ def _set_frame(df: pl.DataFrame, algorithm: str, kind: str) -> pl.DataFrame:
     arrow = to_arrow(out, "feature_sets")
     frame = pl.from_arrow(arrow)
     assert isinstance(frame, pl.DataFrame)
-    return frame.with_columns(pl.col("lang").map_elements(langs.sort_key, return_dtype=pl.String).alias("_o")) \
-        .sort("_o", "rank", "layer", "feature").drop("_o")
+    return langs.sort_frame(frame, "lang", then=("rank", "layer", "feature"), nulls_last=False)
 
 
 def read_lape(path: str | os.PathLike, kind: str | None = None) -> pl.DataFrame:
@@ -604,7 +623,7 @@ def _totals(store: Any, params: Mapping[str, Any], kind: str, tags: list[str]) -
     else:
         unit = pl.col("sae_model").is_not_null() if kind == "sae" else pl.col("neurons").fill_null(False)
         runs = runs.filter(unit)
-    sums = runs.group_by("lang").agg(pl.col("n_docs").sum(), pl.col("n_tokens").sum())
+    sums = store.sql("SELECT lang, n_docs, n_tokens FROM stat_lang_totals(?::VARCHAR[])", [runs["run_id"].to_list()])
     look = {r["lang"]: (int(r["n_docs"] or 0), int(r["n_tokens"] or 0)) for r in sums.iter_rows(named=True)}
     return [look.get(t, (0, 0))[0] for t in tags], [look.get(t, (0, 0))[1] for t in tags]
 

@@ -18,32 +18,51 @@ from pathlib import Path
 import duckdb
 
 from langfeat.errors import StoreError
-from langfeat.store.layout import Layout, sql_text, store_path
+from langfeat.store.layout import SCHEMA_RUN, TABLES, Layout, partitions, sql_text, store_path
 from langfeat.store.placeholders import ensure_store
 from langfeat.store.runs import now
 
 __all__ = [
-    "build_catalog", "catalog_meta", "execute_views", "expected_meta", "one_line", "refresh_catalog",
-    "view_descriptions", "view_files",
+    "QUERY_LAYERS", "build_catalog", "catalog_meta", "connect_views", "execute_views", "expected_meta",
+    "macro_rows", "one_line", "refresh_catalog", "render", "source_sql", "sql_file", "view_descriptions",
+    "view_files",
 ]
 
-SQL_PACKAGES = ("db", "queries")
-SKIP_SQL = {("db", "tables.sql")}  # DDL documentation of the file schemas, not views
+SKIP_SQL = {"db/tables.sql"}  # DDL documentation of the file schemas, not views
 META_TABLE = "langfeat_meta"
+# queries/ is layered like a dbt project: each folder reads only db/ and the folders before it.
+QUERY_LAYERS = ("stats", "identify", "reports", "classify", "ppl", "generate")
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # SQL files
 
 
+def _sql_names(package: str, folder: str = "") -> list[str]:
+    root = resources.files(f"langfeat.sql.{package}")
+    here = root.joinpath(*folder.split("/")) if folder else root
+    return sorted(p.name for p in here.iterdir() if p.name.endswith(".sql"))
+
+
 def view_files() -> list[tuple[str, str]]:
-    """``(label, sql)`` of every view file to execute: ``db/*.sql`` then ``queries/*.sql``, each sorted by name."""
-    out = []
-    for package in SQL_PACKAGES:
-        folder = resources.files(f"langfeat.sql.{package}")
-        names = sorted(p.name for p in folder.iterdir() if p.name.endswith(".sql"))
-        out += [(f"{package}/{name}", sql_text(package, name)) for name in names if (package, name) not in SKIP_SQL]
-    return out
+    """``(label, sql)`` of every SQL file to execute, in order: ``db/*.sql`` (the sources), then each layer of
+    ``queries/`` (:data:`QUERY_LAYERS`), each folder sorted by file name. Raises StoreError on a ``queries/``
+    sub-folder or top-level file outside the layers (it would silently not run)."""
+    root = resources.files("langfeat.sql.queries")
+    stray = sorted(p.name for p in root.iterdir() if p.name.endswith(".sql")
+                   or (p.is_dir() and p.name not in QUERY_LAYERS and not p.name.startswith(("_", "."))))
+    if stray:
+        raise StoreError(f"queries/{stray[0]} is outside the query layers {', '.join(QUERY_LAYERS)}: move it into "
+                         "one (or add its folder to QUERY_LAYERS)")
+    labels = [f"db/{n}" for n in _sql_names("db")]
+    labels += [f"queries/{layer}/{n}" for layer in QUERY_LAYERS for n in _sql_names("queries", layer)]
+    return [(label, sql_file(label)) for label in labels if label not in SKIP_SQL]
+
+
+def sql_file(label: str) -> str:
+    """The text of SQL file ``label`` (``'db/10_runs.sql'``, ``'queries/stats/10_stat_units.sql'``)."""
+    package, _, name = label.partition("/")
+    return sql_text(package, name)
 
 
 def _sql_hash(files: Sequence[tuple[str, str]]) -> str:
@@ -53,8 +72,53 @@ def _sql_hash(files: Sequence[tuple[str, str]]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _substitute(text: str, root: Path) -> str:
-    return text.replace("{store}", root.as_posix().replace("'", "''"))
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+def source_sql(layout: Layout, table: str) -> str:
+    """What ``{source:<table>}`` stands for in a view file: the rows of ``table``'s Parquet files with their
+    partition columns, the placeholder files left out."""
+    parts = partitions(table)
+    types = ", ".join(f"'{col}': {typ}" for col, typ in parts.items())
+    union = "" if table in TABLES else ", union_by_name = true"
+    first = next(iter(parts))
+    return (f"(SELECT * FROM read_parquet({_quote(layout.table_glob(table))}, hive_partitioning = true, "
+            f"hive_types = {{{types}}}{union}) WHERE {first} <> {_quote(SCHEMA_RUN)})")
+
+
+_PLACEHOLDER_RE = re.compile(r"\{(source|glob):(\w+)\}|\{(store|schema)\}")
+
+
+def render(text: str, root: str | os.PathLike) -> str:
+    """A view file made runnable on the store at ``root``: ``{source:<table>}`` (see :func:`source_sql`),
+    ``{glob:<table>}`` (the quoted glob of :meth:`Layout.table_glob`), ``{schema}`` (the quoted placeholder name)
+    and ``{store}`` (the store path, inside a quoted string) replaced."""
+    layout = Layout(root)
+
+    def one(match: re.Match[str]) -> str:
+        kind, table, plain = match.groups()
+        if kind == "source":
+            return source_sql(layout, table)
+        if kind == "glob":
+            return _quote(layout.table_glob(table))
+        if plain == "schema":
+            return _quote(SCHEMA_RUN)
+        return layout.root.as_posix().replace("'", "''")
+
+    return _PLACEHOLDER_RE.sub(one, text)
+
+
+def connect_views(root: str | os.PathLike | None, labels: Sequence[str]) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB holding only the SQL files ``labels`` (in that order) over the store at ``root``
+    (None: files that read no store, e.g. macros over frames registered on the connection)."""
+    con = duckdb.connect(":memory:")
+    try:
+        execute_views(con, None if root is None else Layout(root).root, [(label, sql_file(label)) for label in labels])
+    except BaseException:
+        con.close()
+        raise
+    return con
 
 
 def one_line(exc: BaseException) -> str:
@@ -64,33 +128,57 @@ def one_line(exc: BaseException) -> str:
     return " ".join(keep)
 
 
-def execute_views(con: duckdb.DuckDBPyConnection, root: Path, files: Sequence[tuple[str, str]]) -> None:
+def execute_views(con: duckdb.DuckDBPyConnection, root: Path | None, files: Sequence[tuple[str, str]]) -> None:
+    """Run each SQL file of ``files`` on ``con``, rendered for the store at ``root`` (None: as written)."""
     for label, text in files:
         try:
-            con.execute(_substitute(text, root))
+            con.execute(text if root is None else render(text, root))
         except duckdb.Error as exc:
-            raise StoreError(f"{label} failed on store {root}: {one_line(exc)}: fix that SQL file") from None
+            where = "" if root is None else f" on store {root}"
+            raise StoreError(f"{label} failed{where}: {one_line(exc)}: fix that SQL file") from None
 
 
-_VIEW_RE = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\w*\s+)?VIEW\s+\"?(\w+)\"?", re.I)
+_CREATE_RE = re.compile(
+    r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\w*\s+)?(VIEW|MACRO)\s+\"?(\w+)\"?(\s*\([^)]*\))?", re.I)
+
+
+def _header_blocks(text: str) -> list[tuple[str, str, str]]:
+    """``(VIEW | MACRO, name, description)`` of every CREATE in ``text``: the comment block just above it."""
+    out = []
+    comment: list[str] = []
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("--"):
+            comment.append(stripped.lstrip("-").strip())
+            continue
+        match = _CREATE_RE.match(line)
+        if match:
+            what, name = match.group(1).upper(), match.group(2)
+            desc = re.sub(rf"^{re.escape(name)}\s*(\([^)]*\))?\s*:\s*", "", " ".join(comment))
+            out.append((what, name, desc))
+        comment = []
+    return out
 
 
 def view_descriptions(files: Sequence[tuple[str, str]] | None = None) -> dict[str, str]:
-    """The comment block written just above each ``CREATE VIEW`` in the SQL files, by view name."""
+    """The comment block written just above each ``CREATE VIEW`` / ``CREATE MACRO`` in the SQL files, by name
+    (the leading ``name(params):`` dropped)."""
     out: dict[str, str] = {}
     for _label, text in files if files is not None else view_files():
-        comment: list[str] = []
-        for line in text.splitlines():
-            stripped = line.strip()
-            if stripped.startswith("--"):
-                comment.append(stripped.lstrip("-").strip())
-                continue
-            match = _VIEW_RE.match(line)
-            if match:
-                name = match.group(1)
-                out[name] = re.sub(rf"^{re.escape(name)}\s*:\s*", "", " ".join(comment))
-            comment = []
+        for _what, name, desc in _header_blocks(text):
+            out[name] = desc
     return out
+
+
+def macro_rows(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str, str]]:
+    """``(name, '(parameters)', 'TABLE MACRO' | 'MACRO')`` of every macro defined by the SQL files, by name."""
+    rows = con.sql(
+        "SELECT function_name, any_value(function_type), list(parameters ORDER BY len(parameters) DESC)[1] "
+        "FROM duckdb_functions() WHERE NOT internal AND schema_name = 'main' "
+        "AND function_type IN ('macro', 'table_macro') GROUP BY function_name ORDER BY function_name"
+    ).fetchall()
+    return [(name, "(" + ", ".join(params or []) + ")", "TABLE MACRO" if typ == "table_macro" else "MACRO")
+            for name, typ, params in rows]
 
 
 # ---------------------------------------------------------------------------------------------------------------

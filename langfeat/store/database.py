@@ -80,13 +80,16 @@ class Store:
         return dict(rows)
 
     def schema(self) -> pl.DataFrame:
-        """One row per view column: view, column, type (and the view's description from its SQL comment)."""
+        """One row per view column: view, column, type (and the view's description from its SQL comment); then one
+        row per macro: its name, ``(parameters)`` and ``MACRO`` / ``TABLE MACRO``."""
+        from langfeat.store.catalog import macro_rows
+
         desc = view_descriptions()
         rows = self.con.sql(
             "SELECT c.table_name, c.column_name, c.data_type FROM duckdb_columns() c "
             "JOIN duckdb_views() v ON v.view_name = c.table_name AND v.schema_name = c.schema_name "
             "WHERE NOT v.internal AND c.schema_name = 'main' ORDER BY c.table_name, c.column_index"
-        ).fetchall()
+        ).fetchall() + macro_rows(self.con)
         return pl.DataFrame(
             {
                 "view": [r[0] for r in rows],

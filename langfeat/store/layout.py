@@ -101,13 +101,27 @@ class Layout:
         return base / sub / "part-schema.parquet"
 
     def table_glob(self, table: str) -> str:
-        """The glob every view of ``table`` reads (absolute, forward slashes)."""
+        """The glob every view of ``table`` reads (absolute, forward slashes): a file table of ``db/tables.sql``,
+        ``runs`` (the manifests) or ``feature_set_params`` (the sets' params.json)."""
+        if table == "runs":
+            return self.runs_dir.as_posix() + "/*.json"
+        if table == "feature_set_params":
+            return self.sets_dir.as_posix() + "/name=*/params.json"
         if table == "feature_sets":
             return self.sets_dir.as_posix() + "/name=*/features.parquet"
         if table not in TABLES:
             return (self.root / "results" / table).as_posix() + "/name=*/*.parquet"
         sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
         return (self.data_dir / "run_id=*" / "lang=*").as_posix() + "/" + sub
+
+
+def partitions(table: str) -> dict[str, str]:
+    """The hive partition columns of ``table``'s paths and their DuckDB types (first: the one placeholders set
+    to ``_schema``)."""
+    if table not in TABLES:
+        return {"name": "VARCHAR"}  # feature sets and experiment results
+    cols = {"run_id": "VARCHAR", "lang": "VARCHAR"}
+    return {**cols, "layer": "INTEGER"} if table == "events" else cols
 
 
 _COMMENT_TYPE = re.compile(r"--\s*parquet:\s*(\w+)")
@@ -123,8 +137,9 @@ _DUCK_TO_ARROW = {
 
 
 def sql_text(package: str, name: str) -> str:
-    """Read a SQL file shipped with langfeat (``package`` is ``'db'`` or ``'queries'``)."""
-    return resources.files(f"langfeat.sql.{package}").joinpath(name).read_text(encoding="utf-8")
+    """Read a SQL file shipped with langfeat (``package`` is ``'db'`` or ``'queries'``; ``name`` may hold a
+    sub-folder, ``'stats/10_stat_units.sql'``)."""
+    return resources.files(f"langfeat.sql.{package}").joinpath(*name.split("/")).read_text(encoding="utf-8")
 
 
 @cache

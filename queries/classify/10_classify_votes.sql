@@ -1,0 +1,33 @@
+-- classify_votes: per (result, document, candidate language) the classifier's score.
+-- votes = firings of the language's SAE features in the document (every (token, feature) event with act > 0,
+-- BOS included, as the paper counts); score by classifier:
+--   sae-count    votes
+--   sae-min-max  sum over firings of (act - act_min) / (act_max - act_min + 1e-6)   (the paper's normalisation)
+--   sae-norm     votes / n_units of the language                                   (ours: set-size normalised)
+--   neuron-count, fasttext: the stored classify_scores (neuron votes, fastText probability).
+-- inputs: classify_docs, events, classify_units, classify_langs, classify_scores
+CREATE OR REPLACE VIEW classify_votes AS
+WITH fired AS (
+    SELECT d.name, d.doc, u.lang,
+           count(*) AS votes,
+           sum((e.act::DOUBLE - u.act_min) / (u.act_max::DOUBLE - u.act_min + 1e-6)) AS minmax
+    FROM classify_docs d
+    JOIN events e ON e.run_id = d.run_id AND e.doc_id = d.doc_id
+    JOIN classify_units u ON u.name = d.name AND u.layer = e.layer AND u.feature = e.feature
+    WHERE d.classifier LIKE 'sae-%' AND u.kind = 'sae'
+    GROUP BY d.name, d.doc, u.lang
+)
+SELECT
+    d.name, d.classifier, d.doc, d.label, d.config, d."row", l.lang,
+    CASE WHEN d.classifier LIKE 'sae-%' THEN coalesce(f.votes, 0)
+         WHEN d.classifier = 'neuron-count' THEN coalesce(s.score, 0)::BIGINT END AS votes,
+    CASE d.classifier
+        WHEN 'sae-count'   THEN coalesce(f.votes, 0)::DOUBLE
+        WHEN 'sae-min-max' THEN coalesce(f.minmax, 0)
+        WHEN 'sae-norm'    THEN coalesce(f.votes, 0)::DOUBLE / l.n_units
+        ELSE coalesce(s.score, 0)
+    END AS score
+FROM classify_docs d
+JOIN classify_langs l ON l.name = d.name
+LEFT JOIN fired f ON f.name = d.name AND f.doc = d.doc AND f.lang = l.lang
+LEFT JOIN classify_scores s ON s.name = d.name AND s.doc = d.doc AND s.lang = l.lang;
