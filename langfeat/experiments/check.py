@@ -16,7 +16,7 @@ import os
 import re
 import sys
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,31 +25,11 @@ import polars as pl
 
 from langfeat.errors import UsageError
 from langfeat.experiments.classify import SAE_CLASSIFIERS, candidate_langs, check_minmax, read_set, select_units
+from langfeat.options import CheckOptions
 from langfeat.store.layout import sql_text
 
 VOTE_SQL = ("61_classify_votes.sql", "62_classify_predictions.sql")
 _RUN = "memory"
-
-
-@dataclass
-class CheckOptions:
-    """Everything ``langfeat check`` takes (see the README)."""
-
-    texts: list[str]
-    model: str
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    classifier: str = "sae-count"
-    layers: list[str] = field(default_factory=list)
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    gguf_file: str | None = None
-    explanations: str | None = None  # name of an explanations import; None: any
-    batch: int = 16
-    max_length: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    store: str | None = None
 
 
 @dataclass

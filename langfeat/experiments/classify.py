@@ -22,7 +22,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -31,6 +30,7 @@ import polars as pl
 
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.options import ClassifyOptions
 
 CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "neuron-count", "fasttext")
 SAE_CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm")
@@ -39,34 +39,6 @@ UNKNOWN = "unknown"
 TABLES = ("classify_units", "classify_langs", "classify_scores", "classify_docs")
 
 Advance = Callable[[int], None]
-
-
-@dataclass
-class ClassifyOptions:
-    """Everything ``langfeat classify`` takes (see the README)."""
-
-    dataset: str
-    langs: list[str]
-    classifier: str = "sae-count"
-    split: str = "test"
-    start: int = 0
-    end: int | None = None
-    template: str | None = None
-    text_column: str | None = None
-    model: str | None = None
-    gguf_file: str | None = None
-    layers: list[str] = field(default_factory=list)
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    fasttext_model: str | None = None
-    batch: int = 16
-    max_length: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    store: str | None = None
-    name: str | None = None
 
 
 def check_options(opts: ClassifyOptions) -> None:
@@ -212,7 +184,7 @@ def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[
             layers=[f"{prefix + '.' if prefix else ''}layers.{n}.mlp" for n in layers], split=opts.split,
             start=opts.start, end=opts.end, sae_model=opts.sae_model, local_sae_dir=opts.local_sae_dir,
             batch=opts.batch, max_length=opts.max_length, dtype=opts.dtype, device=opts.device,
-            text_template=opts.template, text_column=opts.text_column, gguf_file=opts.gguf_file, store=opts.store,
+            template=opts.template, text_column=opts.text_column, gguf_file=opts.gguf_file, store=opts.store,
         )
         made = iter(ingest(config, model, tokenizer, progress=True))
         found = [m if m is not None else next(made) for m in found]

@@ -18,7 +18,7 @@ import contextlib
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from typing import Any
 
 import polars as pl
@@ -27,20 +27,9 @@ import torch
 from langfeat import interventions as iv
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.options import GenerateOptions, Sampling
 
 TABLE = "generate_results"
-
-
-@dataclass
-class Sampling:
-    """Decoding settings, all explicit (the paper's were the implicit Llama-3.2 defaults below)."""
-
-    do_sample: bool = True
-    temperature: float = 0.6
-    top_p: float = 0.9
-    top_k: int = 50  # transformers' default, which the paper's runs used implicitly
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.0
 
 
 def generation_config(tokenizer: Any, sampling: Sampling) -> Any:
@@ -148,32 +137,6 @@ def judge(texts: Sequence[str]) -> tuple[list[str | None], list[float | None]]:
                 tags[i] = tag
             probs[i] = float(prob)
     return tags, probs
-
-
-@dataclass
-class GenerateOptions:
-    """Everything ``langfeat generate`` takes (see the README)."""
-
-    model: str
-    langs: list[str]
-    multipliers: list[float]
-    layers: list[str] | None = None
-    prompt: str = ""
-    times: int = 100
-    seed: int = 42
-    last_token_only: bool = False
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    sampling: Sampling = field(default_factory=Sampling)
-    batch: int = 1
-    dtype: str = "float32"
-    device: str = "auto"
-    gguf_file: str | None = None
-    store: str | None = None
-    name: str | None = None
-    judge: bool = True
 
 
 def check_options(opts: GenerateOptions) -> None:

@@ -22,6 +22,7 @@ import torch
 from langfeat import interventions as iv
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.options import PplOptions
 
 TABLE = "ppl_results"
 
@@ -148,39 +149,6 @@ def sweep(
                 )
             )
     return pl.concat(frames)
-
-
-@dataclass
-class PplOptions:
-    """Everything ``langfeat ppl`` takes (see the README)."""
-
-    model: str
-    dataset: str
-    langs: list[str]
-    split: str = "devtest"
-    start: int = 0
-    end: int | None = None
-    template: str | None = None
-    text_column: str | None = None
-    layers: list[str] | None = None
-    intervention_type: str = "none"
-    intervention_langs: list[str] = field(default_factory=list)
-    multiplier: float | None = None
-    value: float = 0.0
-    lape_value_type: str = "max"
-    neuron_method: str = "fixed"
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    batch: int = 16
-    dtype: str = "float32"
-    device: str = "auto"
-    gguf_file: str | None = None
-    max_length: int | None = None
-    store: str | None = None
-    name: str | None = None
-    baseline: bool = True
 
 
 def check_options(opts: PplOptions) -> None:
