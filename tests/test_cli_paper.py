@@ -81,6 +81,14 @@ def test_ppl_paper_lines(paper):
     assert p1.height == 12 and set(p1["multiplier"]) == {-0.2} and set(p2["multiplier"]) == {-1.0}
     assert p1.equals(p3)
     assert not p1["ppl"].equals(p2["ppl"])
+    # params.json is the options dataclass as stored, with the values resolved while running
+    from langfeat.options import PplOptions, field_names
+    from langfeat.store import Layout
+
+    params = json.loads((Layout(paper["store"]).result_dir("ppl_results", "p1") / "params.json").read_text())
+    assert set(params) == (field_names(PplOptions) - {"store"}) | {"configs", "seconds"}
+    assert (params["multiplier"], params["lape_value_type"], params["layers"], params["intervention_langs"],
+            params["langs"], params["name"]) == (-0.2, "max", TOY_LAYERS, ["en"], ["en", "ru", "th"], "p1")
 
 
 def test_classify_and_check_paper_lines(paper):

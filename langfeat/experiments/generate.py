@@ -18,7 +18,6 @@ import contextlib
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict
 from typing import Any
 
 import polars as pl
@@ -27,7 +26,7 @@ import torch
 from langfeat import interventions as iv
 from langfeat import langs
 from langfeat.errors import UsageError
-from langfeat.options import GenerateOptions, Sampling
+from langfeat.options import GenerateOptions, Sampling, stored
 
 TABLE = "generate_results"
 
@@ -207,26 +206,11 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
         pl.Series("lid_lang", tags, dtype=pl.String),
         pl.Series("lid_prob", probs, dtype=pl.Float64),
     )
-    params = {
-        "model": model_id(opts.model, opts.gguf_file),
-        "langs": targets,
-        "multipliers": [float(a) for a in opts.multipliers],
-        "layers": [s.layer for s in specs],
-        "prompt": opts.prompt,
-        "times": opts.times,
-        "seed": opts.seed,
-        "batch": opts.batch,
-        "last_token_only": opts.last_token_only,
-        "value_type": "max",
-        "sampling": asdict(opts.sampling),
-        "feature_set": opts.feature_set,
-        "lape_result_path": opts.lape_result_path,
-        "sae_model": opts.sae_model,
-        "local_sae_dir": opts.local_sae_dir,
-        "dtype": opts.dtype,
-        "judge": "fasttext lid" if opts.judge else None,
-        "seconds": round(time.time() - t0, 3),
-    }
+    params = stored(
+        opts, model=model_id(opts.model, opts.gguf_file), langs=targets,
+        multipliers=[float(a) for a in opts.multipliers], layers=[s.layer for s in specs], value_type="max",
+        judge="fasttext lid" if opts.judge else None, seconds=round(time.time() - t0, 3),
+    )
     write_result(ensure_store(opts.store), TABLE, name, rows, params)
     return name, rows
 

@@ -22,7 +22,7 @@ import torch
 from langfeat import interventions as iv
 from langfeat import langs
 from langfeat.errors import UsageError
-from langfeat.options import PplOptions
+from langfeat.options import PplOptions, stored
 
 TABLE = "ppl_results"
 
@@ -264,32 +264,11 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
         pl.lit(opts.value if opts.intervention_type == "neuron" and opts.neuron_method == "fixed" else None,
                dtype=pl.Float64).alias("value"),
     )
-    params = {
-        "model": mid,
-        "dataset": eval_sets[0].dataset,
-        "split": eval_sets[0].split,
-        "langs": [es.lang for es in eval_sets],
-        "configs": [es.config for es in eval_sets],
-        "start": opts.start,
-        "end": opts.end,
-        "template": eval_sets[0].template,
-        "text_column": opts.text_column,
-        "intervention_type": opts.intervention_type,
-        "intervention_langs": int_langs,
-        "layers": layer_list,
-        "multiplier": opts.multiplier,
-        "value": opts.value,
-        "lape_value_type": opts.lape_value_type,
-        "neuron_method": opts.neuron_method,
-        "feature_set": opts.feature_set,
-        "lape_result_path": opts.lape_result_path,
-        "sae_model": opts.sae_model,
-        "local_sae_dir": opts.local_sae_dir,
-        "batch": opts.batch,
-        "dtype": opts.dtype,
-        "max_length": opts.max_length,
-        "seconds": round(time.time() - t0, 3),
-    }
+    params = stored(
+        opts, model=mid, dataset=eval_sets[0].dataset, split=eval_sets[0].split, langs=[es.lang for es in eval_sets],
+        configs=[es.config for es in eval_sets], template=eval_sets[0].template, intervention_langs=int_langs,
+        layers=layer_list, seconds=round(time.time() - t0, 3),
+    )
     write_result(ensure_store(opts.store), TABLE, name, rows, params)
     return name, rows
 
