@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -25,37 +25,13 @@ from langfeat.activations import Encoder, plan_batches, probe_widths
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec, mlp_path, parse_option
 from langfeat.models import base_prefix, check_sae_source, load_model, load_saes, model_id, sae_id, tokenize
+from langfeat.options import IngestConfig
 from langfeat.store import runs
 from langfeat.store.layout import Layout, doc_id
 from langfeat.store.runs import RunManifest
 from langfeat.store.writer import ShardData, compact_partials, shard_done, token_rows, write_shard
 
 WRITERS = 2  # shards being written while the next one is encoded (each holds its events in memory)
-
-@dataclass
-class IngestConfig:
-    """Options of ``langfeat ingest`` (the paper's flag names where it has them)."""
-
-    model: str
-    dataset: str
-    langs: list[str]
-    layers: list[str] = field(default_factory=list)
-    split: str = "train"
-    start: int = 0
-    end: int | None = None
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    neurons: bool = False
-    batch: int = 16
-    max_length: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    text_template: str | None = None
-    text_column: str | None = None
-    gguf_file: str | None = None
-    store: str | None = None
-    overwrite: bool = False
-    shard_docs: int = 1024
 
 
 @dataclass
@@ -290,7 +266,7 @@ def _open_sources(config: IngestConfig) -> list[datamod.TextSource]:
         raise UsageError("no --lang given: pass the dataset configs to ingest, e.g. --lang en de")
     return [
         datamod.open_source(
-            config.dataset, value, config.split, config.start, config.end, config.text_template, config.text_column
+            config.dataset, value, config.split, config.start, config.end, config.template, config.text_column
         )
         for value in config.langs
     ]

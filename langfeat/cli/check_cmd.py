@@ -4,52 +4,77 @@ from __future__ import annotations
 
 import json
 import sys
-from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import polars as pl
 import typer
 from rich.console import Group
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
-from langfeat.cli.app import app, handle_errors, out_console
+from langfeat.cli.app import app, out_console
+from langfeat.cli.options import (
+    MODEL_HELP,
+    Classifier,
+    Device,
+    Dtype,
+    FeatureSet,
+    GgufFile,
+    LapeResultPath,
+    LocalSaeDir,
+    MaxLength,
+    Progress,
+    SaeModel,
+    build,
+    quiet_progress,
+)
 from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit
+from langfeat.options import CheckOptions as K
+
+if TYPE_CHECKING:
+    import polars as pl
 
 HIGHLIGHT = "bold black on yellow"
 
 
 @app.command("check")
-@handle_errors
 def check_command(
-    text: list[str] = typer.Option(..., "--text", "-t", help="A text to check; repeat for several."),
-    model: str = typer.Option(..., help="Model: hub id, local folder, GGUF file, or 'smollm2'."),
-    feature_set: str | None = typer.Option(None, help="Named feature set in the store."),
-    lape_result_path: Path | None = typer.Option(None, help="A paper LAPE result .pt file instead of a stored set."),
-    classifier_type: str = typer.Option("sae-count", help="How votes become the prediction: sae-count | sae-norm | "
-                                                          "sae-min-max."),
-    layer: list[str] | None = typer.Option(None, help="Layer pattern(s); default: every layer of the set."),
-    sae_model: str | None = typer.Option(None, help="Hub repo of the SAEs (sparsify layout)."),
-    local_sae_dir: Path | None = typer.Option(None, help="Local folder holding <hookpoint>/cfg.json SAEs."),
-    gguf_file: str | None = typer.Option(None, help="GGUF file name inside MODEL."),
-    explanations: str | None = typer.Option(None, help="Name of the imported explanations to show (default: any)."),
-    max_length: int | None = typer.Option(None, help="Truncate texts to this many tokens (BOS included)."),
-    dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
+    texts: Annotated[list[str], typer.Option(
+        "--text", "-t", help="Text(s) to check: several after one --text (quote each), or --text repeated.",
+        show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)],
+    feature_set: FeatureSet = None,
+    lape_result_path: LapeResultPath = None,
+    classifier: Classifier = K.classifier,
+    layers: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--layer", help="Layer pattern(s), e.g. model.layers.{0..15}.mlp; default: every layer of the set.")
+    ] = None,
+    sae_model: SaeModel = None,
+    local_sae_dir: LocalSaeDir = None,
+    gguf_file: GgufFile = None,
+    explanations: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="Name of the imported explanations to show (default: any).")] = None,
+    batch: Annotated[int, typer.Option(
+        help="Texts per forward pass (the paper's --batch was tokens per SAE encode call).")] = K.batch,
+    max_length: MaxLength = None,
+    dtype: Dtype = K.dtype,
+    device: Device = K.device,
+    progress: Progress = True,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
-    """For each text: the predicted language and, per language, the set's features that fired and on which tokens."""
-    from langfeat.experiments.check import CheckOptions, check
+    """For each text: the predicted language and, per language, the set's features that fired and on which tokens.
 
-    result = check(CheckOptions(
-        texts=list(text), model=model, feature_set=feature_set,
-        lape_result_path=str(lape_result_path) if lape_result_path else None, classifier=classifier_type,
-        layers=list(layer or []), sae_model=sae_model, local_sae_dir=str(local_sae_dir) if local_sae_dir else None,
-        gguf_file=gguf_file, explanations=explanations, max_length=max_length, dtype=dtype, device=device,
-        store=str(store) if store else None,
-    ))
+    Example: langfeat check --model smollm2 --feature-set lape_all --local-sae-dir saes --text "Hello there"
+    "Guten Tag"
+    """
+    import polars as pl
+
+    from langfeat.experiments.check import check
+
+    quiet_progress(progress)
+    result = check(build(K, locals(), layers=list(layers or []), store=str(store) if store else None))
     if fmt is Format.json:
         payload = json.dumps(result.to_json(), ensure_ascii=False, indent=1) + "\n"
         if output is None:
@@ -76,6 +101,8 @@ def check_command(
 
 def render(result) -> list[Panel]:
     """One rich panel per text: scores, then per language with fired features the highlighted text and a table."""
+    import polars as pl
+
     panels = []
     for doc, _text in enumerate(result.texts):
         pred = result.predictions.filter(pl.col("doc") == doc)

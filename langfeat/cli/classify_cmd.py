@@ -6,15 +6,47 @@ from __future__ import annotations
 import contextlib
 import enum
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import polars as pl
 import typer
 from rich.table import Table
 
-from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
-from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
+from langfeat.cli.app import app, err_console, out_console, report_app, split_values
+from langfeat.cli.options import (
+    CLASSIFIER_HELP,
+    DatasetArg,
+    Device,
+    Dtype,
+    End,
+    FeatureSet,
+    GgufFile,
+    Langs,
+    LapeResultPath,
+    LocalSaeDir,
+    MaxLength,
+    Name,
+    Progress,
+    SaeModel,
+    Start,
+    Template,
+    TextColumn,
+    build,
+    quiet_progress,
+)
+from langfeat.cli.output import (
+    Format,
+    FormatOption,
+    OutputOption,
+    StoreOption,
+    emit,
+    matrix_table,
+    rich_table,
+)
 from langfeat.errors import UsageError
-from langfeat.progress import progress_bar
+from langfeat.options import ClassifyOptions as C
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class Show(str, enum.Enum):
@@ -24,79 +56,77 @@ class Show(str, enum.Enum):
     predictions = "predictions"
 
 
-def _split(values: list[str] | None) -> list[str]:
-    return [p.strip() for v in values or [] for p in str(v).split(",") if p.strip()]
-
-
 def _log(message: str) -> None:
     err_console.print(message, highlight=False)
 
 
 @app.command("classify")
-@handle_errors
 def classify_command(
-    dataset: str = typer.Argument(..., help="Hub dataset (config or label per language) or local file; '{lang}' "
-                                            "expands."),
-    lang: list[str] = typer.Option(..., "--lang", "-l", help="Evaluated language(s)/config(s); repeat or "
-                                                              "comma-separate."),
-    split: str = typer.Option("test", help="Dataset split (hub datasets)."),
-    start: int = typer.Option(0, help="First row (inclusive)."),
-    end: int | None = typer.Option(None, help="Last row (exclusive); default: all rows."),
-    text_template: str | None = typer.Option(None, help="Python format template over columns, e.g. '{sentence}'."),
-    text_column: str | None = typer.Option(None, help="Text column (shorthand for --text-template '{col}')."),
-    classifier_type: str = typer.Option(
-        "sae-count", help="sae-count | sae-min-max | sae-norm | neuron-count | fasttext."
-    ),
-    model: str | None = typer.Option(None, help="Model (hub id, folder, GGUF or 'smollm2'); needed to ingest "
-                                                 "texts not in the store yet, and for neuron-count."),
-    gguf_file: str | None = typer.Option(None, help="GGUF file name inside MODEL."),
-    layer: list[str] | None = typer.Option(None, help="Layer pattern(s) to vote with, e.g. 'model.layers.{8..15}.mlp';"
-                                                      " default: every layer of the set."),
-    sae_model: str | None = typer.Option(None, help="Hub repo of the SAEs (sparsify layout)."),
-    local_sae_dir: Path | None = typer.Option(None, help="Local folder holding <hookpoint>/cfg.json SAEs."),
-    feature_set: str | None = typer.Option(None, help="Named feature set in the store."),
-    lape_result_path: Path | None = typer.Option(None, help="A paper LAPE result .pt file instead of a stored set."),
-    fasttext_model: Path | None = typer.Option(None, help="fastText model (lid.176.bin); default: the packaged "
-                                                          "lid.176.ftz."),
-    batch: int = typer.Option(16, help="Documents per forward pass."),
-    max_length: int | None = typer.Option(None, help="Truncate documents to this many tokens (BOS included)."),
-    dtype: str = typer.Option("float32", help="float32 | bfloat16 | float16."),
-    device: str = typer.Option("auto", help="auto | cpu | cuda | cuda:N."),
-    name: str | None = typer.Option(None, help="Result name in the store (default: derived from the options)."),
+    dataset: DatasetArg,
+    langs: Langs,
+    split: Annotated[str, typer.Option(
+        help="Dataset split (hub datasets); the paper's script defaulted to train, its runs used test.")] = C.split,
+    start: Start = C.start,
+    end: End = None,
+    template: Template = None,
+    text_column: TextColumn = None,
+    classifier: Annotated[str, typer.Option(
+        "--classifier-type", help=CLASSIFIER_HELP + " | neuron-count | fasttext; the paper's script defaulted to "
+                                                    "sae-min-max.")] = C.classifier,
+    model: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        "--model", "-m", help="Model (hub id, folder, GGUF or 'smollm2'); needed to ingest texts not in the store "
+                              "yet, and for neuron-count.")] = None,
+    gguf_file: GgufFile = None,
+    layers: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--layer", help="Layer pattern(s) to vote with, e.g. model.layers.{8..15}.mlp; default: every layer of the "
+                        "set.")] = None,
+    sae_model: SaeModel = None,
+    local_sae_dir: LocalSaeDir = None,
+    feature_set: FeatureSet = None,
+    lape_result_path: LapeResultPath = None,
+    fasttext_model: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="fastText model (lid.176.bin); default: the packaged lid.176.ftz.")] = None,
+    batch: Annotated[int, typer.Option(
+        help="Documents per forward pass (the paper's --batch was tokens per SAE encode call).")] = C.batch,
+    max_length: MaxLength = None,
+    dtype: Dtype = C.dtype,
+    device: Device = C.device,
+    name: Name = None,
+    progress: Progress = True,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
-    """Identify the language of each text by votes of language-specific features (or fastText); store and score."""
-    from langfeat.experiments.classify import ClassifyOptions, check_options, classify
+    """Identify the language of each text by votes of language-specific features (or fastText); store and score.
+
+    Example: langfeat classify 'wili/{lang}.txt' --lang eng deu tha --feature-set lape_all --classifier-type
+    sae-count --model smollm2 --local-sae-dir saes
+    """
+    from langfeat.experiments.classify import check_options, classify
+    from langfeat.progress import progress_bar
     from langfeat.store import open_store
 
-    opts = ClassifyOptions(
-        dataset=dataset, langs=_split(lang), classifier=classifier_type, split=split, start=start, end=end,
-        template=text_template, text_column=text_column, model=model, gguf_file=gguf_file, layers=list(layer or []),
-        sae_model=sae_model, local_sae_dir=str(local_sae_dir) if local_sae_dir else None, feature_set=feature_set,
-        lape_result_path=str(lape_result_path) if lape_result_path else None,
-        fasttext_model=str(fasttext_model) if fasttext_model else None, batch=batch, max_length=max_length,
-        dtype=dtype, device=device, store=str(store) if store else None, name=name,
-    )
+    quiet_progress(progress)
+    opts = build(C, locals(), langs=split_values(langs), layers=list(layers or []),
+                 store=str(store) if store else None)
     check_options(opts)
-    progress = None
+    bar = None
     if opts.classifier == "neuron-count":  # the only classifier with forward passes of its own
-        progress = progress_bar()
-    with progress or contextlib.nullcontext():
-        result = classify(opts, progress, log=_log)
+        bar = progress_bar()
+        bar.disable = not progress
+    with bar or contextlib.nullcontext():
+        result = classify(opts, bar, log=_log)
     _log(f"stored classify result [bold]{result}[/]")
     with open_store(store) as st:
         _report(st, [result], Show.summary, fmt, output)
 
 
 @report_app.command("classify")
-@handle_errors
 def report_classify(
-    names: list[str] | None = typer.Argument(None, help="Result name(s); several are compared side by side; none: "
-                                                        "list the stored classify results."),
-    show: Show = typer.Option(Show.summary, help="summary (metrics, per-class, confusion) | classes | confusion | "
-                                                 "predictions."),
+    names: Annotated[Optional[list[str]], typer.Argument(  # noqa: UP045
+        help="Result name(s); several are compared side by side; none: list the stored classify results.")] = None,
+    show: Annotated[Show, typer.Option(
+        help="summary (metrics, per-class, confusion) | classes | confusion | predictions.")] = Show.summary,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
@@ -150,16 +180,8 @@ def _emit_confusion(matrix: pl.DataFrame, name: str, fmt: Format, output: Path |
     if fmt is not Format.table or output is not None:
         emit(matrix, fmt, output)
         return
-    table = Table(title=f"confusion {name} (rows: true, columns: predicted)", header_style="bold")
-    for col in matrix.columns:
-        table.add_column(col, justify="left" if col == "label" else "right")
-    for row in matrix.iter_rows(named=True):
-        cells = [row["label"]]
-        for col in matrix.columns[1:]:
-            v = row[col]
-            text = str(v) if v or col == row["label"] else "·"
-            cells.append(f"[bold green]{text}[/]" if col == row["label"] else (f"[red]{text}[/]" if v else text))
-        table.add_row(*cells)
+    table = matrix_table(matrix, f"confusion {name} (rows: true, columns: predicted)", key="label", cell=str,
+                         zero="·", diagonal="bold green", off_diagonal="red")
     out_console.print(table)
 
 
@@ -181,10 +203,10 @@ def _best_table(df: pl.DataFrame, key: str, title: str) -> Table:
 
 
 @app.command("import-explanations")
-@handle_errors
 def import_explanations_command(
-    folder: Path = typer.Argument(..., help="Folder of delphi explanation files layers.N.mlp_latent<id>.txt."),
-    name: str = typer.Option("delphi", help="Name of this set of explanations in the store."),
+    folder: Annotated[Path, typer.Argument(help="Folder of delphi explanation files layers.N.mlp_latent<id>.txt.",
+                                           show_default=False)],
+    name: Annotated[str, typer.Option(help="Name of this set of explanations in the store.")] = "delphi",
     store: StoreOption = None,
 ) -> None:
     """Load feature explanations (e.g. delphi's) into the store; `langfeat check` shows them."""

@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
 from langfeat.cli.output import StoreOption
 from langfeat.identify import Params
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _report(df: pl.DataFrame, params: dict[str, Any], name: str, path: Path) -> None:

@@ -5,14 +5,17 @@ from __future__ import annotations
 import enum
 import io
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Any, Optional
 
-import polars as pl
 import typer
 from rich.table import Table
 
 from langfeat.errors import UsageError
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 class Format(str, enum.Enum):
@@ -43,6 +46,29 @@ def rich_table(df: pl.DataFrame, title: str | None = None, max_rows: int = 200) 
         table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
     if df.height > max_rows:
         table.caption = f"{max_rows} of {df.height} rows shown; use --format csv/json/parquet for all"
+    return table
+
+
+def matrix_table(
+    matrix: pl.DataFrame, title: str, key: str, cell: Callable[[Any], str] | None = None, zero: str | None = None,
+    diagonal: str = "bold", off_diagonal: str | None = None,
+) -> Table:
+    """A rich table of a language × language matrix: first column ``key`` (the row's language), one column per
+    language; the diagonal cell (column = row's key) in style ``diagonal``, other non-zero cells in
+    ``off_diagonal``, zero cells off the diagonal shown as ``zero`` (if given)."""
+    fmt = cell or (lambda v: f"{v:.4g}" if isinstance(v, float) else str(v))
+    table = Table(title=title, header_style="bold")
+    for col in matrix.columns:
+        table.add_column(col, justify="left" if col == key else "right")
+    for row in matrix.iter_rows(named=True):
+        cells = [str(row[key])]
+        for col in matrix.columns[1:]:
+            v = row[col]
+            on_diag = col == row[key]
+            text = "" if v is None else (zero if zero is not None and not v and not on_diag else fmt(v))
+            style = diagonal if on_diag else (off_diagonal if v else None)
+            cells.append(f"[{style}]{text}[/]" if style and text else text)
+        table.add_row(*cells)
     return table
 
 

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import polars as pl
 import typer
 from rich.console import Group
 from rich.panel import Panel
@@ -14,6 +13,9 @@ from rich.text import Text
 from langfeat.cli.app import app, handle_errors, out_console, report_app
 from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 from langfeat.cli.store_cmd import flat_for
+
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def _fmt(value: object) -> str:

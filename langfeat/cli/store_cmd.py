@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Optional
+from typing import TYPE_CHECKING, Annotated, Optional
 
-import polars as pl
 import typer
+from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
 from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 
-# Shared options: any command module may import these to get the same flags.
-
+if TYPE_CHECKING:
+    import polars as pl
 
 
 def flat_for(df: pl.DataFrame, fmt: Format) -> pl.DataFrame:
     """CSV cannot hold lists or structs: encode such columns as JSON text (other formats keep them)."""
+    import polars as pl
+
     if fmt is not Format.csv:
         return df
     nested = [name for name, dtype in df.schema.items() if dtype.is_nested()]
@@ -28,6 +30,8 @@ def flat_for(df: pl.DataFrame, fmt: Format) -> pl.DataFrame:
 
 def _json(value: object) -> str:
     import json
+
+    import polars as pl
 
     return json.dumps(value.to_list() if isinstance(value, pl.Series) else value, default=str, ensure_ascii=False)
 
@@ -62,6 +66,8 @@ def runs_cmd(
     output: OutputOption = None,
 ) -> None:
     """List the runs of the store (every status), oldest first."""
+    import polars as pl
+
     from langfeat.reports import run_summary
     from langfeat.store import open_store
 
@@ -74,11 +80,32 @@ def runs_cmd(
             pl.col(c).str.replace(r" \(.*\)$", "").str.split("/").list.last().alias(c)
             for c in ("model", "units", "dataset")
         ).drop("split", "created")
-        table = rich_table(df, title)
-        table.columns[0].no_wrap, table.columns[0].min_width = True, 12  # run ids stay whole (for `langfeat rm`)
-        out_console.print(table)
+        out_console.print(_runs_table(df, title, out_console.width))
         return
     emit(flat_for(df, fmt), fmt, output, title=title)
+
+
+def _runs_table(df: pl.DataFrame, title: str, width: int) -> Table:
+    """The run list on screen: one column per field where the terminal is wide enough, else (under 132
+    columns) run id, language, sizes and status in columns and the rest stacked in one wrapped ``source`` cell, so
+    no value is cut at 80 columns."""
+    if width >= 132:
+        table = rich_table(df, title)
+        table.columns[0].no_wrap = True  # run ids stay whole (for `langfeat rm`)
+        return table
+    table = Table(title=title, header_style="bold", pad_edge=False)
+    table.add_column("run_id", no_wrap=True)
+    table.add_column("lang", no_wrap=True)
+    table.add_column("docs", justify="right", no_wrap=True)
+    table.add_column("tokens", justify="right", no_wrap=True)
+    table.add_column("status", no_wrap=True)
+    table.add_column("source", ratio=1, overflow="fold")
+    for r in df.iter_rows(named=True):
+        source = " · ".join(str(v) for v in (r["model"], r["units"], f"{r['dataset']}:{r['config']}",
+                                              f"rows {r['slice']}", f"layers {r['layers']}") if v not in (None, ""))
+        table.add_row(r["run_id"], r["lang"] or "", str(r["docs"] or 0), str(r["tokens"] or 0), r["status"] or "",
+                      source)
+    return table
 
 
 @app.command("views")
@@ -90,6 +117,8 @@ def views_cmd(
     output: OutputOption = None,
 ) -> None:
     """List the views you can query with `langfeat sql`, with their columns."""
+    import polars as pl
+
     from langfeat.store import open_store
 
     with open_store(store) as st:

@@ -14,7 +14,7 @@ import json
 import os
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -26,31 +26,11 @@ from langfeat.experiments.classify import SAE_CLASSIFIERS, candidate_langs, chec
 from langfeat.features import FeatureSource, load_feature_set
 from langfeat.layers import mlp_specs, parse_option
 from langfeat.models import base_prefix, load_model, load_saes
+from langfeat.options import CheckOptions
 from langfeat.store.layout import sql_text
 
 VOTE_SQL = ("classify/10_classify_votes.sql", "classify/20_classify_predictions.sql")
 _RUN = "memory"
-
-
-@dataclass
-class CheckOptions:
-    """Everything ``langfeat check`` takes (see the README)."""
-
-    texts: list[str]
-    model: str
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    classifier: str = "sae-count"
-    layers: list[str] = field(default_factory=list)
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    gguf_file: str | None = None
-    explanations: str | None = None  # name of an explanations import; None: any
-    batch: int = 16
-    max_length: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    store: str | None = None
 
 
 @dataclass

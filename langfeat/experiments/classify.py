@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,6 +31,7 @@ from langfeat.errors import UsageError
 from langfeat.features import FeatureSource, load_feature_set
 from langfeat.layers import mlp_path, mlp_specs, parse_option
 from langfeat.models import base_prefix, check_sae_source, load_model, model_id, sae_id, tokenize
+from langfeat.options import ClassifyOptions
 from langfeat.store.runs import ORIGIN_KEY
 
 CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "neuron-count", "fasttext")
@@ -41,34 +41,6 @@ UNKNOWN = "unknown"
 TABLES = ("classify_units", "classify_langs", "classify_scores", "classify_docs")
 
 Advance = Callable[[int], None]
-
-
-@dataclass
-class ClassifyOptions:
-    """Everything ``langfeat classify`` takes (see the README)."""
-
-    dataset: str
-    langs: list[str]
-    classifier: str = "sae-count"
-    split: str = "test"
-    start: int = 0
-    end: int | None = None
-    template: str | None = None
-    text_column: str | None = None
-    model: str | None = None
-    gguf_file: str | None = None
-    layers: list[str] = field(default_factory=list)
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    fasttext_model: str | None = None
-    batch: int = 16
-    max_length: int | None = None
-    dtype: str = "float32"
-    device: str = "auto"
-    store: str | None = None
-    name: str | None = None
 
 
 def check_options(opts: ClassifyOptions) -> None:
@@ -196,7 +168,7 @@ def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[
             layers=[mlp_path(prefix, n) for n in layers], split=opts.split,
             start=opts.start, end=opts.end, sae_model=opts.sae_model, local_sae_dir=opts.local_sae_dir,
             batch=opts.batch, max_length=opts.max_length, dtype=opts.dtype, device=opts.device,
-            text_template=opts.template, text_column=opts.text_column, gguf_file=opts.gguf_file, store=opts.store,
+            template=opts.template, text_column=opts.text_column, gguf_file=opts.gguf_file, store=opts.store,
         )
         made = iter(ingest(config, model, tokenizer, progress=True))
         found = [m if m is not None else next(made) for m in found]

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import polars as pl
@@ -28,20 +27,9 @@ from langfeat import langs
 from langfeat.errors import UsageError
 from langfeat.features import FeatureSource
 from langfeat.models import tokenize
+from langfeat.options import GenerateOptions, Sampling, stored
 
 TABLE = "generate_results"
-
-
-@dataclass
-class Sampling:
-    """Decoding settings, all explicit (the paper's were the implicit Llama-3.2 defaults below)."""
-
-    do_sample: bool = True
-    temperature: float = 0.6
-    top_p: float = 0.9
-    top_k: int = 50  # transformers' default, which the paper's runs used implicitly
-    max_new_tokens: int = 256
-    repetition_penalty: float = 1.0
 
 
 def generation_config(tokenizer: Any, sampling: Sampling) -> Any:
@@ -149,32 +137,6 @@ def judge(texts: Sequence[str]) -> tuple[list[str | None], list[float | None]]:
     return tags, probs
 
 
-@dataclass
-class GenerateOptions:
-    """Everything ``langfeat generate`` takes (see the README)."""
-
-    model: str
-    langs: list[str]
-    multipliers: list[float]
-    layers: list[str] | None = None
-    prompt: str = ""
-    times: int = 100
-    seed: int = 42
-    last_token_only: bool = False
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    sampling: Sampling = field(default_factory=Sampling)
-    batch: int = 1
-    dtype: str = "float32"
-    device: str = "auto"
-    gguf_file: str | None = None
-    store: str | None = None
-    name: str | None = None
-    judge: bool = True
-
-
 def check_options(opts: GenerateOptions) -> None:
     """Reject inconsistent options before anything is loaded."""
     if not opts.langs:
@@ -241,26 +203,11 @@ def run_generate(opts: GenerateOptions, progress: Any = None) -> tuple[str, pl.D
         pl.Series("lid_lang", tags, dtype=pl.String),
         pl.Series("lid_prob", probs, dtype=pl.Float64),
     )
-    params = {
-        "model": model_id(opts.model, opts.gguf_file),
-        "langs": targets,
-        "multipliers": [float(a) for a in opts.multipliers],
-        "layers": [s.layer for s in specs],
-        "prompt": opts.prompt,
-        "times": opts.times,
-        "seed": opts.seed,
-        "batch": opts.batch,
-        "last_token_only": opts.last_token_only,
-        "value_type": "max",
-        "sampling": asdict(opts.sampling),
-        "feature_set": opts.feature_set,
-        "lape_result_path": opts.lape_result_path,
-        "sae_model": opts.sae_model,
-        "local_sae_dir": opts.local_sae_dir,
-        "dtype": opts.dtype,
-        "judge": "fasttext lid" if opts.judge else None,
-        "seconds": round(time.time() - t0, 3),
-    }
+    params = stored(
+        opts, model=model_id(opts.model, opts.gguf_file), langs=targets,
+        multipliers=[float(a) for a in opts.multipliers], layers=[s.layer for s in specs], value_type="max",
+        judge="fasttext lid" if opts.judge else None, seconds=round(time.time() - t0, 3),
+    )
     write_result(ensure_store(opts.store), TABLE, name, rows, params)
     return name, rows
 

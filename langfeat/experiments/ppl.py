@@ -24,6 +24,7 @@ from langfeat.activations import pad_batch, plan_batches
 from langfeat.errors import UsageError
 from langfeat.features import FeatureSource
 from langfeat.models import tokenize
+from langfeat.options import PplOptions, stored
 
 TABLE = "ppl_results"
 
@@ -137,39 +138,6 @@ def sweep(
     return pl.concat(frames)
 
 
-@dataclass
-class PplOptions:
-    """Everything ``langfeat ppl`` takes (see the README)."""
-
-    model: str
-    dataset: str
-    langs: list[str]
-    split: str = "devtest"
-    start: int = 0
-    end: int | None = None
-    template: str | None = None
-    text_column: str | None = None
-    layers: list[str] | None = None
-    intervention_type: str = "none"
-    intervention_langs: list[str] = field(default_factory=list)
-    multiplier: float | None = None
-    value: float = 0.0
-    lape_value_type: str = "max"
-    neuron_method: str = "fixed"
-    feature_set: str | None = None
-    lape_result_path: str | None = None
-    sae_model: str | None = None
-    local_sae_dir: str | None = None
-    batch: int = 16
-    dtype: str = "float32"
-    device: str = "auto"
-    gguf_file: str | None = None
-    max_length: int | None = None
-    store: str | None = None
-    name: str | None = None
-    baseline: bool = True
-
-
 def check_options(opts: PplOptions) -> None:
     """Reject inconsistent options before anything is loaded."""
     if opts.intervention_type not in iv.INTERVENTION_TYPES:
@@ -281,32 +249,11 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
         pl.lit(opts.value if opts.intervention_type == "neuron" and opts.neuron_method == "fixed" else None,
                dtype=pl.Float64).alias("value"),
     )
-    params = {
-        "model": mid,
-        "dataset": eval_sets[0].dataset,
-        "split": eval_sets[0].split,
-        "langs": [es.lang for es in eval_sets],
-        "configs": [es.config for es in eval_sets],
-        "start": opts.start,
-        "end": opts.end,
-        "template": eval_sets[0].template,
-        "text_column": opts.text_column,
-        "intervention_type": opts.intervention_type,
-        "intervention_langs": int_langs,
-        "layers": layer_list,
-        "multiplier": opts.multiplier,
-        "value": opts.value,
-        "lape_value_type": opts.lape_value_type,
-        "neuron_method": opts.neuron_method,
-        "feature_set": opts.feature_set,
-        "lape_result_path": opts.lape_result_path,
-        "sae_model": opts.sae_model,
-        "local_sae_dir": opts.local_sae_dir,
-        "batch": opts.batch,
-        "dtype": opts.dtype,
-        "max_length": opts.max_length,
-        "seconds": round(time.time() - t0, 3),
-    }
+    params = stored(
+        opts, model=mid, dataset=eval_sets[0].dataset, split=eval_sets[0].split, langs=[es.lang for es in eval_sets],
+        configs=[es.config for es in eval_sets], template=eval_sets[0].template, intervention_langs=int_langs,
+        layers=layer_list, seconds=round(time.time() - t0, 3),
+    )
     write_result(ensure_store(opts.store), TABLE, name, rows, params)
     return name, rows
 

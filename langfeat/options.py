@@ -1,0 +1,213 @@
+"""The options of every job, defined once: small specs composed into one dataclass per command.
+
+``ModelSpec`` (which model), ``SaeSpec`` (which SAEs), ``TextSource`` (which texts) and ``FeatureSpec`` (which
+feature set) are shared; ``IngestConfig``, ``ClassifyOptions``, ``CheckOptions``, ``PplOptions`` and
+``GenerateOptions`` combine them with their own fields. The CLI declares each flag once (``langfeat.cli.options``)
+and builds these objects; a flag is named like its field, except for the names in :data:`FLAGS`. Values the
+paper's scripts spell differently (``--classifier-type count``, ``--lape-value-type
+final_indice_global_max_active``) are accepted and normalised here, so the library sees one spelling.
+
+This module imports nothing heavy (no torch): the CLI reads the defaults from it at start-up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+# Field -> flag, where the flag is not the field name with '-' for '_' (the paper's flag names).
+FLAGS = {
+    "langs": "--lang",
+    "layers": "--layer",
+    "texts": "--text",
+    "multipliers": "--multiplier",
+    "intervention_langs": "--intervention-lang",
+    "classifier": "--classifier-type",
+    "neuron_method": "--neuron-intervention-method",
+    "max_new_tokens": "--max-new-token",
+}
+
+# The paper's spellings of some values -> langfeat's.
+CLASSIFIER_ALIASES = {"count": "sae-count", "min-max": "sae-min-max", "sae_count": "sae-count",
+                      "sae_min_max": "sae-min-max", "neuron_count": "neuron-count"}
+VALUE_TYPE_ALIASES = {f"final_indice_global_{v}_active": v for v in ("max", "min", "avg")}
+
+
+def flag(name: str) -> str:
+    """The CLI flag of option field ``name``."""
+    return FLAGS.get(name, "--" + name.replace("_", "-"))
+
+
+@dataclass(kw_only=True)
+class ModelSpec:
+    """The language model: hub id, local folder, GGUF folder (with ``gguf_file``) or ``smollm2``."""
+
+    model: str | None = None
+    gguf_file: str | None = None
+    dtype: str = "float32"
+    device: str = "auto"
+
+
+@dataclass(kw_only=True)
+class SaeSpec:
+    """The SAEs: a hub repo of sparsify SAEs or a local folder of ``<hookpoint>/cfg.json``."""
+
+    sae_model: str | None = None
+    local_sae_dir: str | None = None
+
+
+@dataclass(kw_only=True)
+class TextSource:
+    """Texts: ``dataset`` (hub id or local file, ``{lang}`` expands) for each of ``langs``, rows [start, end)."""
+
+    dataset: str = ""
+    langs: list[str] = field(default_factory=list)
+    split: str = "train"
+    start: int = 0
+    end: int | None = None
+    template: str | None = None  # Python format template over the row's columns
+    text_column: str | None = None
+
+
+@dataclass(kw_only=True)
+class FeatureSpec:
+    """A feature set: a named set in the store or a paper LAPE result ``.pt`` (exactly one for most jobs)."""
+
+    feature_set: str | None = None
+    lape_result_path: str | None = None
+
+
+@dataclass(kw_only=True)
+class IngestConfig(ModelSpec, SaeSpec, TextSource):
+    """Options of ``langfeat ingest`` (the paper's flag names where it has them)."""
+
+    model: str
+    dataset: str
+    langs: list[str]
+    layers: list[str] = field(default_factory=list)
+    neurons: bool = False
+    batch: int = 16
+    max_length: int | None = None
+    store: str | None = None
+    overwrite: bool = False
+    shard_docs: int = 1024
+
+    @property
+    def text_template(self) -> str | None:
+        """The former name of :attr:`template`."""
+        return self.template
+
+
+@dataclass(kw_only=True)
+class ClassifyOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
+    """Everything ``langfeat classify`` takes."""
+
+    dataset: str
+    langs: list[str]
+    classifier: str = "sae-count"
+    split: str = "test"
+    layers: list[str] = field(default_factory=list)
+    fasttext_model: str | None = None
+    batch: int = 16
+    max_length: int | None = None
+    store: str | None = None
+    name: str | None = None
+
+    def __post_init__(self) -> None:
+        self.classifier = CLASSIFIER_ALIASES.get(self.classifier, self.classifier)
+
+
+@dataclass(kw_only=True)
+class CheckOptions(ModelSpec, SaeSpec, FeatureSpec):
+    """Everything ``langfeat check`` takes."""
+
+    texts: list[str]
+    model: str
+    classifier: str = "sae-count"
+    layers: list[str] = field(default_factory=list)
+    explanations: str | None = None  # name of an explanations import; None: any
+    batch: int = 16
+    max_length: int | None = None
+    store: str | None = None
+
+    def __post_init__(self) -> None:
+        self.classifier = CLASSIFIER_ALIASES.get(self.classifier, self.classifier)
+
+
+@dataclass(kw_only=True)
+class PplOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
+    """Everything ``langfeat ppl`` takes (:meth:`paper_multiplier` fills in the paper's default α)."""
+
+    model: str
+    dataset: str
+    langs: list[str]
+    split: str = "devtest"
+    layers: list[str] | None = None
+    intervention_type: str = "none"
+    intervention_langs: list[str] = field(default_factory=list)
+    multiplier: float | None = None
+    value: float = 0.0
+    lape_value_type: str = "max"
+    neuron_method: str = "fixed"
+    batch: int = 16
+    max_length: int | None = None
+    store: str | None = None
+    name: str | None = None
+    baseline: bool = True
+
+    def __post_init__(self) -> None:
+        self.lape_value_type = VALUE_TYPE_ALIASES.get(self.lape_value_type, self.lape_value_type)
+
+    def paper_multiplier(self) -> PplOptions:
+        """Without ``multiplier``, as the paper's ppl.py: ``sae-features`` steers with α = −1, and neuron
+        ``scaling`` takes α from ``value`` (``sae-ablate`` defaults to −1 by itself)."""
+        if self.multiplier is None:
+            if self.intervention_type == "sae-features":
+                self.multiplier = -1.0
+            elif self.intervention_type == "neuron" and self.neuron_method == "scaling" and self.value != 0:
+                self.multiplier = float(self.value)
+        return self
+
+
+@dataclass
+class Sampling:
+    """Decoding settings, all explicit (the paper's were the implicit Llama-3.2 defaults below)."""
+
+    do_sample: bool = True
+    temperature: float = 0.6
+    top_p: float = 0.9
+    top_k: int = 50  # transformers' default, which the paper's runs used implicitly
+    max_new_tokens: int = 256
+    repetition_penalty: float = 1.0
+
+
+@dataclass(kw_only=True)
+class GenerateOptions(ModelSpec, SaeSpec, FeatureSpec):
+    """Everything ``langfeat generate`` takes (``multipliers`` defaults to the paper's α = 1)."""
+
+    model: str
+    langs: list[str]
+    multipliers: list[float] = field(default_factory=lambda: [1.0])
+    layers: list[str] | None = None
+    prompt: str = ""
+    times: int = 100
+    seed: int = 42
+    last_token_only: bool = False
+    sampling: Sampling = field(default_factory=Sampling)
+    batch: int = 1
+    store: str | None = None
+    name: str | None = None
+    judge: bool = True
+
+
+def stored(opts: Any, **resolved: Any) -> dict[str, Any]:
+    """``params.json`` of a job: its options as stored (``dataclasses.asdict``, ``store`` left out), with the
+    values resolved while running (``resolved``) written over the given ones."""
+    out = {k: v for k, v in asdict(opts).items() if k != "store"}
+    out.update(resolved)
+    return out
+
+
+def field_names(cls: type) -> set[str]:
+    """The field names of option dataclass ``cls``."""
+    return {f.name for f in fields(cls)}
