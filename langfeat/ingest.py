@@ -148,6 +148,8 @@ def build_plan(
 
 
 def _record(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_name: str) -> dict[str, Any]:
+    from langfeat.models import model_description
+
     sae_model = config.sae_model
     if config.local_sae_dir is not None and plan.saes:
         sae_model = str(Path(config.local_sae_dir).expanduser().resolve())
@@ -155,6 +157,7 @@ def _record(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_
     return {
         "kind": "ingest",
         "model": model_name,
+        "model_description": model_description(config.model, config.gguf_file),
         "sae_model": sae_model if plan.saes else None,
         "dataset": source.dataset,
         "split": source.split,

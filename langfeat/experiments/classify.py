@@ -156,9 +156,9 @@ def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[
 
     ``--model`` / SAE options narrow the match when given; several (model, SAE) pairs matching is an error.
     """
-    from langfeat.models import model_id
+    from langfeat.models import model_names
 
-    want_model = model_id(opts.model, opts.gguf_file) if opts.model else None
+    want_model = set(model_names(opts.model, opts.gguf_file)) if opts.model else None
     want_sae = _sae_id(opts)
     hits = []
     for m in manifests:
@@ -171,7 +171,7 @@ def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[
         )
         if not same_rows or not set(layers) <= set(m.get("sae_layers") or m.get("layers") or []):
             continue
-        if (want_model and m.get("model") != want_model) or (want_sae and m.get("sae_model") != want_sae):
+        if (want_model and m.get("model") not in want_model) or (want_sae and m.get("sae_model") != want_sae):
             continue
         hits.append(m)
     pairs = {(m["model"], m["sae_model"]) for m in hits}
