@@ -8,6 +8,7 @@ import re
 from fnmatch import fnmatch
 from pathlib import Path
 
+import polars as pl
 import pytest
 import tomllib
 
@@ -88,6 +89,27 @@ def test_open_source_reads_corpus_splits():
     assert full.texts() == lines("udhr", "zh") and full.end == COUNTS["udhr"]["zh"]
     rows, texts = data.load_texts("langfeat:corpus/udhr/eval", "th", template="[{text}]")
     assert texts == [f"[{t}]" for t in corpus.texts("udhr", "eval", "th")] and rows == range(len(texts))
+
+
+def test_cli_ingests_a_corpus_split(toy_model_dir, toy_sae_dir, tmp_path):
+    from typer.testing import CliRunner
+
+    from langfeat.cli import app
+    from langfeat.store import open_store
+
+    res = CliRunner().invoke(app, [
+        "ingest", str(toy_model_dir), "langfeat:corpus/udhr/eval", "--lang", "ko", "--lang", "Thai", "--layer",
+        "model.layers.1.mlp", "--local-sae-dir", str(toy_sae_dir), "--store", str(tmp_path / "s"), "--device", "cpu",
+        "--no-progress",
+    ])
+    assert res.exit_code == 0, res.output
+    with open_store(tmp_path / "s") as st:
+        runs = st.runs(status="complete").sort("lang")
+        docs = st.docs()
+    assert runs.select("dataset", "split", "lang", "n_docs").rows() == [
+        ("langfeat:corpus/udhr/eval", "eval", "ko", 6), ("langfeat:corpus/udhr/eval", "eval", "th", 5)]
+    assert runs["source_path"].to_list() == [str(FILES / "udhr" / "ko.txt.gz"), str(FILES / "udhr" / "th.txt.gz")]
+    assert docs.filter(pl.col("lang") == "th").sort("doc_id")["text"].to_list() == corpus.texts("udhr", "eval", "th")
 
 
 @pytest.mark.parametrize(("dataset", "lang", "message"), [

@@ -64,8 +64,8 @@ def sources() -> list[str]:
     return list(SOURCES)
 
 
-def languages(source: str = "synthetic") -> list[str]:
-    """The language tags ``source`` has (every source has all 15 paper languages)."""
+def languages(source: str) -> list[str]:
+    """The language tags ``source`` has files for (every source has all 15 paper languages)."""
     _check_source(source)
     return [lang for lang in LANGUAGES if path(source, lang).is_file()]
 
