@@ -7,6 +7,7 @@ import importlib.util
 import json
 
 import pytest
+import torch
 import transformers
 
 from langfeat import models, stats
@@ -191,6 +192,20 @@ def test_gemma3_loads_and_hooks_every_layer():
     ids = models.tokenize(tokenizer, ["สวัสดีครับ ยินดีต้อนรับ", "Hallo Welt"])
     assert all(x[0] == tokenizer.bos_token_id for x in ids) and len(ids[0]) <= 10
     assert len(tokenizer) >= 262_144
+    # neurons of the last layer through ingestion's encoder equal a hand hook on mlp.act_fn (values > 0)
+    from langfeat.ingest import encode_texts
+
+    texts = ["Die Würde des Menschen ist unantastbar.", "人人生而自由"]
+    events, _ = encode_texts(texts, model, tokenizer, "model.layers.17.mlp.act_fn", None, batch=2, neurons=True)
+    want = []
+    for d, ids in enumerate(models.tokenize(tokenizer, texts)):
+        got = {}
+        hook = model.model.layers[17].mlp.act_fn.register_forward_hook(lambda m, a, o, g=got: g.update(out=o[0]))
+        with torch.no_grad():
+            model(torch.tensor([ids]))
+        hook.remove()
+        want += [(d, int(p), int(j)) for p, j in zip(*torch.nonzero(got["out"] > 0, as_tuple=True), strict=True)]
+    assert sorted(events.select("doc", "pos", "feature").rows()) == sorted(want) and len(want) > 1000
     assert models.cached_source("gemma3-270m") is not None
     config = transformers.AutoConfig.from_pretrained(models.cached_source("gemma3-270m"))
     assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (
