@@ -156,3 +156,37 @@ def test_ingest_counts_equal_hand(gemma, gemma_dir, expected, tmp_path):
         assert got.equals(ref.select(cols).cast(dict.fromkeys(cols, pl.Int64)).sort(cols[:2])), table
     written = json.loads((tmp_path / "store" / "runs" / f"{manifest['run_id']}.json").read_text())
     assert written["model"] == str(gemma_dir) and written["model_description"] is None
+
+
+def test_interventions_edit_the_gemma3_mlp_as_computed_by_hand(gemma):
+    """Steering adds to the MLP output (before Gemma3's post-feedforward norm); a neuron edit on act_fn changes the
+    gate that multiplies up_proj."""
+    from langfeat.interventions import NeuronEdit, Steering
+
+    model, tokenizer, _, _ = gemma
+    ids = tokenizer(TEXTS[-1], return_tensors="pt")["input_ids"]
+    mlp = model.model.layers[1].mlp
+    seen: dict[str, torch.Tensor] = {}
+    hook = mlp.register_forward_hook(lambda m, a, o, s=seen: s.update(x=a[0][0], out=o[0]))
+    norm = model.model.layers[1].post_feedforward_layernorm
+    norm_hook = norm.register_forward_hook(lambda m, a, o, s=seen: s.update(normed_in=a[0][0]))
+    with torch.no_grad():
+        base = model(ids).logits
+        x, base_out = seen["x"], seen["out"]
+        v = torch.linspace(-1, 1, D_MODEL)
+        with Steering(vectors={"model.layers.1.mlp": v}).applied(model):
+            steered = model(ids).logits
+        torch.testing.assert_close(seen["x"], x)  # the input of layer 1's MLP is unchanged
+        torch.testing.assert_close(seen["out"], base_out)  # the inner hook sees the MLP's own output
+        torch.testing.assert_close(seen["normed_in"], base_out + v)  # the layer continues from output + v
+        idx = torch.tensor([0, 5, 17])
+        with NeuronEdit(edits={"model.layers.1.mlp.act_fn": (idx, torch.zeros(3))}).applied(model):
+            edited_logits = model(ids).logits
+            edited_out = mlp(x[None])[0]
+    hook.remove()
+    norm_hook.remove()
+    gate = torch.nn.functional.gelu(x @ mlp.gate_proj.weight.T, approximate="tanh")
+    gate[:, idx] = 0
+    torch.testing.assert_close(edited_out, (gate * (x @ mlp.up_proj.weight.T)) @ mlp.down_proj.weight.T,
+                               rtol=1e-4, atol=1e-5)
+    assert not torch.allclose(steered, base) and not torch.allclose(edited_logits, base)
