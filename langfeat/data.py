@@ -1,10 +1,12 @@
 """Text sources: a hub dataset config or a local file, sliced ``[start:end)`` and formatted with a template.
 
-A DATASET is either a hub id (``facebook/xnli``; each language is a dataset config, as in the paper) or a local
-path; a path containing ``{lang}`` expands per language. Local files are read by extension (``.gz`` allowed):
-``.txt`` (one example per line), ``.jsonl``/``.json`` (JSON lines), ``.csv``, ``.tsv``, ``.parquet``; any
-other extension (FLORES' ``eng_Latn.devtest.gz``) is read as text lines. Rows are sliced exactly: ``end``
-is exclusive and clamped to the number of rows (the paper's ``[start:-1]`` off-by-one does not recur).
+A DATASET is a hub id (``facebook/xnli``; each language is a dataset config, as in the paper), a local path
+(a path containing ``{lang}`` expands per language), or a split of the corpus shipped with langfeat,
+``langfeat:corpus/<source>/<split>`` (see :mod:`langfeat.corpus`; the language comes from ``--lang``).
+Local files are read by extension (``.gz`` allowed): ``.txt`` (one example per line), ``.jsonl``/``.json``
+(JSON lines), ``.csv``, ``.tsv``, ``.parquet``; any other extension (FLORES' ``eng_Latn.devtest.gz``) is read
+as text lines. Rows are sliced exactly: ``end`` is exclusive and clamped to the number of rows (the paper's
+``[start:-1]`` off-by-one does not recur).
 """
 
 from __future__ import annotations
@@ -192,6 +194,24 @@ def _open_local(
     )
 
 
+def _open_corpus(
+    dataset: str, value: str, start: int, end: int | None, template: str | None, text_column: str | None
+) -> TextSource:
+    from langfeat import corpus
+
+    source, split = corpus.parse(dataset)
+    rows_all = corpus.texts(source, split, value)
+    lang = _resolve_lang(value)
+    where = f"{corpus.dataset(source, split)} ({lang.tag})"
+    tmpl, col = _resolve_template(dataset, ["text"], template, text_column, where)
+    lo, hi = _slice(len(rows_all), start, end, where)
+    return TextSource(
+        dataset=corpus.dataset(source, split), config=value, lang=lang, split=split, start=lo, end=hi,
+        template=tmpl, text_column=col, path=str(corpus.path(source, lang.tag)),
+        _rows=pa.table({"text": pa.array(rows_all[lo:hi], pa.string())}),
+    )
+
+
 def _open_hub(
     dataset: str, value: str, split: str, start: int, end: int | None, template: str | None, text_column: str | None
 ) -> TextSource:
@@ -238,7 +258,10 @@ def open_source(
     template: str | None = None,
     text_column: str | None = None,
 ) -> TextSource:
-    """Open the rows of language ``lang`` of ``dataset`` (hub id or local path); raises UsageError on bad input."""
+    """Open the rows of language ``lang`` of ``dataset`` (hub id, local path or corpus split); raises UsageError
+    on bad input."""
+    if dataset.startswith("langfeat:corpus"):
+        return _open_corpus(dataset, lang, start, end, template, text_column)
     if is_local(dataset):
         return _open_local(dataset, lang, start, end, template, text_column)
     return _open_hub(dataset, lang, split, start, end, template, text_column)

@@ -24,7 +24,16 @@ from langfeat import data as datamod
 from langfeat.activations import Encoder, plan_batches, probe_widths
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec, mlp_path, parse_option
-from langfeat.models import base_prefix, check_sae_source, load_model, load_saes, model_id, sae_id, tokenize
+from langfeat.models import (
+    base_prefix,
+    check_sae_source,
+    load_model,
+    load_saes,
+    model_description,
+    model_id,
+    sae_id,
+    tokenize,
+)
 from langfeat.options import IngestConfig
 from langfeat.store import runs
 from langfeat.store.layout import Layout, doc_id
@@ -119,6 +128,7 @@ def _manifest(source: datamod.TextSource, config: IngestConfig, plan: Plan, mode
     return RunManifest(
         origin="ingest",
         model=model_name,
+        model_description=model_description(config.model, config.gguf_file),
         sae_model=sae_id(config.sae_model, config.local_sae_dir) if plan.saes else None,
         dataset=source.dataset,
         split=source.split,

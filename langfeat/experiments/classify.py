@@ -30,7 +30,7 @@ from langfeat import langs
 from langfeat.errors import UsageError
 from langfeat.features import FeatureSource, load_feature_set
 from langfeat.layers import mlp_path, mlp_specs, parse_option
-from langfeat.models import base_prefix, check_sae_source, load_model, model_id, sae_id, tokenize
+from langfeat.models import base_prefix, check_sae_source, load_model, model_id, model_names, sae_id, tokenize
 from langfeat.options import ClassifyOptions
 from langfeat.store.runs import ORIGIN_KEY
 
@@ -116,7 +116,7 @@ def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[
 
     ``--model`` / SAE options narrow the match when given; several (model, SAE) pairs matching is an error.
     """
-    want_model = model_id(opts.model, opts.gguf_file) if opts.model else None
+    want_model = set(model_names(opts.model, opts.gguf_file)) if opts.model else None
     want_sae = sae_id(opts.sae_model, opts.local_sae_dir)
     hits = []
     for m in manifests:
@@ -129,7 +129,7 @@ def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[
         )
         if not same_rows or not set(layers) <= set(m.get("sae_layers") or m.get("layers") or []):
             continue
-        if (want_model and m.get("model") != want_model) or (want_sae and m.get("sae_model") != want_sae):
+        if (want_model and m.get("model") not in want_model) or (want_sae and m.get("sae_model") != want_sae):
             continue
         hits.append(m)
     pairs = {(m["model"], m["sae_model"]) for m in hits}

@@ -48,6 +48,7 @@ class RunManifest:
     dataset: str
     lang: str
     lang_name: str
+    model_description: str | None = None
     config: str | None = None
     split: str | None = None
     start: int | None = None
