@@ -515,10 +515,11 @@ def _render(context: dict[str, Any]) -> str:
 
 def _out_dir(out: str | os.PathLike | None, store_root: Path) -> Path:
     folder = Path(out).expanduser().resolve() if out is not None else store_root / "report"
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(f"cannot write the report to {folder}: it is a file, not a folder: pass --out pointing at a "
+                         "writable folder")
     try:
         folder.mkdir(parents=True, exist_ok=True)
-        if not folder.is_dir():
-            raise NotADirectoryError(f"{folder} is not a folder")
         probe = tempfile.NamedTemporaryFile(dir=folder, prefix=".probe-", delete=True)
         probe.close()
     except OSError as exc:
@@ -552,7 +553,11 @@ def write_html_report(
             "generated": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         })
     target = folder / REPORT_FILE
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{REPORT_FILE}.", suffix=".tmp")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{REPORT_FILE}.", suffix=".tmp")
+    except OSError as exc:
+        raise UsageError(f"cannot write the report to {folder}: {exc.strerror or exc}: pass --out pointing at a "
+                         "writable folder") from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(html)

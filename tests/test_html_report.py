@@ -233,7 +233,8 @@ def figure(page, fid: str) -> dict:
         const gd = document.getElementById(fid);
         const count = (sel) => gd.querySelectorAll(sel).length;
         return {
-            data: gd.data.map(t => ({type: t.type, name: t.name, x: t.x, y: t.y, z: t.z, median: t.median})),
+            data: gd.data.map(t => ({type: t.type, name: t.name, x: t.x, y: t.y, z: t.z, median: t.median,
+                                     q1: t.q1, q3: t.q3, lowerfence: t.lowerfence, upperfence: t.upperfence})),
             cells: count('.heatmaplayer text'), images: count('.heatmaplayer image'),
             bars: count('.barlayer .point path'), boxes: count('.boxlayer path.box'),
             points: count('.scatterlayer .points path.point'),
@@ -291,7 +292,10 @@ def test_full_store_renders_every_section(full_store, browser, tmp_path):
     for trace, rows in ((fig["data"][0], N1), (fig["data"][1], S1)):
         tags = lang_sorted({r[0] for r in rows})
         assert trace["x"] == [langs.english_name(t) for t in tags]
-        assert trace["median"] == pytest.approx([float(np.median([r[3] for r in rows if r[0] == t])) for t in tags])
+        ents = [[r[3] for r in rows if r[0] == t] for t in tags]
+        for key, fn in (("lowerfence", np.min), ("q1", lambda e: np.percentile(e, 25)), ("median", np.median),
+                        ("q3", lambda e: np.percentile(e, 75)), ("upperfence", np.max)):
+            assert trace[key] == pytest.approx([float(fn(e)) for e in ents]), key
 
     # The feature table: top contexts of 1:5 by activation (one per document), tokens shaded by activation.
     row = page.locator('details[data-set="s1"] tr[data-unit="1:5"]')
@@ -415,12 +419,17 @@ def test_failed_render_leaves_nothing(full_store, tmp_path, monkeypatch):
         html_report.write_html_report(full_store["root"], out, top=-1)
 
 
-def test_cli(full_store, tmp_path):
+def test_cli(full_store, tmp_path, monkeypatch):
+    import webbrowser
+
+    opened: list[str] = []
+    monkeypatch.setattr(webbrowser, "open", lambda url: opened.append(url))
     runner = CliRunner()
     res = runner.invoke(app, ["report", "html", "--store", str(full_store["root"]), "--out", str(tmp_path / "o"),
-                              "--contexts", "1"])
+                              "--contexts", "1", "--open"])
     assert res.exit_code == 0, res.output
     assert res.stdout.strip() == str(tmp_path / "o" / "index.html")
+    assert opened == [(tmp_path / "o" / "index.html").as_uri()]
     assert (tmp_path / "o" / "index.html").stat().st_size > 1_000_000  # plotly.js inlined
 
     res = runner.invoke(app, ["report", "html", "--store", str(tmp_path / "nowhere")])

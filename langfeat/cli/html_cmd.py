@@ -26,8 +26,9 @@ def report_html(
     window: Annotated[int, typer.Option(help="Tokens of context either side.")] = 8,
     tokenizer: Annotated[Optional[str], typer.Option(help="Tokenizer folder / id for decoding contexts.")] = None,  # noqa: UP045
 ) -> None:
-    """One static HTML page (works offline) of everything the store holds: runs, feature sets, language ID,
-    ΔPPL and steering. Prints the page's path.
+    """One static HTML page (works offline) of all the store holds: runs, features, LID, ΔPPL, steering.
+
+    Writes DIR/index.html (default DIR: <store>/report) and prints its path.
 
     Example: langfeat report html --store demo-store --open
     """
