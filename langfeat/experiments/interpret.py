@@ -44,7 +44,8 @@ KEY_ENVS = ("LANGFEAT_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY")
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MARK_OPEN, MARK_CLOSE = "<<", ">>"
 CACHE_TABLE = "interpret_cache"
-FLUSH_EVERY = 16  # answers buffered before a cache part is written
+FLUSH_EVERY = 16  # answers buffered before a cache part is written ...
+FLUSH_SECONDS = 20.0  # ... or seconds since the last write (slow local explainers lose little when stopped)
 
 
 @dataclass
@@ -447,6 +448,7 @@ class Cache:
         self.pending: list[dict[str, Any]] = []
         self.lock = threading.Lock()
         self.sent = 0
+        self.flushed_at = time.monotonic()
 
     def add(self, req: Request, key: str, response: str) -> None:
         with self.lock:
@@ -456,7 +458,7 @@ class Cache:
                 "feature": req.feature, "request": json.dumps(req.payload(), ensure_ascii=False),
                 "response": response, "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
             })
-            full = len(self.pending) >= FLUSH_EVERY
+            full = len(self.pending) >= FLUSH_EVERY or time.monotonic() - self.flushed_at >= FLUSH_SECONDS
         if full:
             self.flush()
 
@@ -468,6 +470,7 @@ class Cache:
 
         with self.lock:
             rows, self.pending = self.pending, []
+            self.flushed_at = time.monotonic()
         if not rows:
             return
         folder = self.layout.result_dir(CACHE_TABLE, check_name(self.name))
