@@ -278,7 +278,9 @@ def test_api_prompts_retries_and_resume(store, toy, monkeypatch):
         flat_det = [t for e in det_seen for t in e]
         assert all(t in flat_det for t in detection) and not any("<<" in t for t in flat_det)
         flat_fuzz = [t for e in fuzz_seen for t in e]
-        assert all(t in flat_fuzz for t in fuzz_true) and all("<<" in t for t in flat_fuzz)
+        assert all(t in flat_fuzz for t in fuzz_true)
+        # random marks go on visible tokens (an activating text whose top token is blank shows no mark)
+        assert sum("<<" in t for t in flat_fuzz) >= len(want["non_activating"])
     assert len(by_prompt) == n_feats and sum(by_prompt.values()) == n_feats + 2 - sum(
         1 for b in server.bodies[:2] if b["messages"][0]["content"] != ip.EXPLAIN_SYSTEM)
     n_det = sum(len(_excerpts(b)) for b in scoring if b["messages"][0]["content"] == ip.DETECTION_SYSTEM)
