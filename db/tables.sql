@@ -150,3 +150,40 @@ CREATE TABLE feature_explanations (
     explanation VARCHAR NOT NULL,
     source      VARCHAR            -- where the explanation came from (file, tool)
 );
+
+-- results/interpret_explanations/name=<name>/part-0.parquet: `langfeat interpret`, one explanation per feature
+-- (written from the top-activating examples); the same rows also land in feature_explanations.
+CREATE TABLE interpret_explanations (
+    feature_set VARCHAR NOT NULL,  -- the explained feature set (languages come from it)
+    layer       INTEGER NOT NULL,
+    feature     INTEGER NOT NULL,
+    explainer   VARCHAR NOT NULL,  -- openai:MODEL | local:MODEL
+    n_train     INTEGER NOT NULL,  -- activating examples shown to the explainer
+    explanation VARCHAR NOT NULL
+);
+
+-- results/interpret_predictions/name=<name>/part-0.parquet: `langfeat interpret`, one row per (scorer, feature,
+-- test example): whether the example activates the feature and what the scorer model answered.
+CREATE TABLE interpret_predictions (
+    scorer     VARCHAR NOT NULL,  -- detection | fuzz
+    layer      INTEGER NOT NULL,
+    feature    INTEGER NOT NULL,
+    example    INTEGER NOT NULL,  -- example number within the feature's test examples
+    quantile   INTEGER,           -- activation quantile of an activating example (1 = lowest); NULL otherwise
+    activating BOOLEAN NOT NULL,  -- ground truth: an activating example (fuzz: correctly marked)
+    prediction BOOLEAN,           -- the scorer's answer; NULL when it could not be parsed
+    prob       DOUBLE             -- the scorer's probability of "yes" where log-probabilities exist
+);
+
+-- results/interpret_cache/name=<name>/part-*.parquet: every prompt sent by `langfeat interpret` and its answer,
+-- appended as they arrive, so a rerun (under any result name) answers from here instead of the model.
+CREATE TABLE interpret_cache (
+    key        VARCHAR NOT NULL,  -- sha256 of (explainer, request)
+    explainer  VARCHAR NOT NULL,
+    kind       VARCHAR NOT NULL,  -- explain | detection | fuzz
+    layer      INTEGER NOT NULL,
+    feature    INTEGER NOT NULL,
+    request    VARCHAR NOT NULL,  -- the messages and settings, as JSON
+    response   VARCHAR NOT NULL,  -- the answer text (JSON of per-option probabilities for local scorers)
+    created_at VARCHAR NOT NULL   -- UTC, ISO 8601
+);

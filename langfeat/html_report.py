@@ -6,7 +6,7 @@ contexts shaded by activation and explanations); language identification (metric
 matrices with their diagonal / off-diagonal summary; steering switch rate by α per language.
 
 Every number comes from the SQL views (``report_*``, ``classify_*``, ``ppl_*``, ``generate_*`` and
-``queries/90_html_report.sql``); charts are plotly figures (plotly.js inlined once, in the page's head), tables
+``queries/html/``); charts are plotly figures (plotly.js inlined once, in the page's head), tables
 a jinja2 template with autoescaping. The page loads nothing from the network. It is written to a temporary file
 and renamed into place.
 """
