@@ -267,6 +267,14 @@ def open_source(
     return _open_hub(dataset, lang, split, start, end, template, text_column)
 
 
+def count_blank(source: TextSource, chunk: int = 4096) -> int:
+    """How many of ``source``'s texts are empty or only whitespace (they would be BOS-only documents)."""
+    n = 0
+    for lo in range(0, len(source), chunk):
+        n += sum(1 for t in source.texts(lo, lo + chunk) if not t.strip())
+    return n
+
+
 def from_texts(texts: list[str], lang: str, name: str) -> TextSource:
     """An in-memory list of texts as a source (``dataset = name``)."""
     if not texts:

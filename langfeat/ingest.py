@@ -274,12 +274,20 @@ def _ingest_source(
 def _open_sources(config: IngestConfig) -> list[datamod.TextSource]:
     if not config.langs:
         raise UsageError("no --lang given: pass the dataset configs to ingest, e.g. --lang en de")
-    return [
+    sources = [
         datamod.open_source(
             config.dataset, value, config.split, config.start, config.end, config.template, config.text_column
         )
         for value in config.langs
     ]
+    for source in sources:
+        blank = datamod.count_blank(source)
+        if blank == len(source):
+            raise UsageError(
+                f"every text of {source.config!r} in {source.path or source.dataset} is blank ({blank} rows): "
+                "check the file, --text-column / --text-template, or --start / --end"
+            )
+    return sources
 
 
 def ingest(

@@ -119,12 +119,18 @@ OFFLINE_DEFAULT = "smollm2"
 
 
 def resolve_device(device: str = "auto") -> torch.device:
-    """``auto`` → ``cuda`` when available, else ``cpu``."""
+    """``auto`` → ``cuda`` when available, else ``cpu``; a one-line UsageError for a device torch does not know."""
     if device == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if device.startswith("cuda") and not torch.cuda.is_available():
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, ValueError):
+        raise UsageError(f"unknown --device {device!r}: use cpu, cuda, cuda:N, mps or auto") from None
+    if dev.type == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda was asked for but no CUDA GPU is visible: use --device cpu")
-    return torch.device(device)
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise UsageError(f"--device {device!r} is not supported: use cpu, cuda, cuda:N, mps or auto")
+    return dev
 
 
 def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:

@@ -181,7 +181,7 @@ class FeatureReport:
     runs: list[str] = field(default_factory=list)
 
 
-def _select_runs(st: Any, kind: str, layer: int, run: Sequence[str] | None, model: str | None,
+def _select_runs(st: Any, kind: str, layer: int | None, run: Sequence[str] | None, model: str | None,
                  lang: str | None) -> pl.DataFrame:
     from langfeat.store import resolve_runs
 
@@ -193,7 +193,7 @@ def _select_runs(st: Any, kind: str, layer: int, run: Sequence[str] | None, mode
     if lang:
         runs = runs.filter(pl.col("lang") == langs.canonical(lang))
     unit = pl.col("sae_model").is_not_null() if kind == "sae" else pl.col("neurons").fill_null(False)
-    return runs.filter(unit & pl.col("layers").list.contains(layer))
+    return runs.filter(unit & (pl.col("layers").list.contains(layer) if layer is not None else pl.lit(True)))
 
 
 def _tokenizer(model: str | None, override: str | None) -> Any | None:
@@ -269,12 +269,24 @@ def feature_report(
     layer, idx = parse_unit(unit) if isinstance(unit, str) else (int(unit[0]), int(unit[1]))
     with opened(store) as st:
         runs = _select_runs(st, kind, layer, run, model, lang)
+        if runs.height == 0:
+            have = _select_runs(st, kind, None, run, model, lang)["layers"].explode().drop_nulls().unique()
+            what = "SAE feature" if kind == "sae" else "neuron"
+            raise UsageError(
+                f"no selected complete run has {what} counts at layer {layer} (layers there: "
+                f"{layer_patterns.compact(have.to_list()) or 'none'}): pick a LAYER:UNIT within them"
+            )
         run_ids = runs["run_id"].to_list()
         per = st.sql("SELECT * FROM report_unit_langs(?, ?::VARCHAR[], ?, ?)", [kind, run_ids, layer, idx])
         sets = st.sql(
             "SELECT name, algorithm, lang, rank, entropy, prob FROM feature_sets WHERE kind = ? AND layer = ? "
             "AND feature = ? ORDER BY name", [kind, layer, idx],
         )
+        if per["act_max"].is_null().all() and sets.height == 0:
+            raise UsageError(
+                f"unit {layer}:{idx} never fired in the {len(run_ids)} selected runs and is in no feature set: "
+                "check LAYER:FEATURE (e.g. from `langfeat report features NAME`)"
+            )
         contexts, decoded = (
             _contexts(st, layer, idx, runs, top, window, None if tokenizer is None else str(tokenizer))
             if kind == "sae" else (pl.DataFrame(), False)

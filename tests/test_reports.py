@@ -126,8 +126,12 @@ def test_feature_report_filters_and_neurons(store):
     rep = reports.feature_report(store["root"], (LAYER, FEAT), run=[store["th"]["run_id"][:6]], window=0)
     assert rep.langs["lang"].to_list() == ["th"] and rep.entropy == 0.0
     assert rep.contexts.select("left", "token", "right").rows() == [("", "[12]", "")]
-    rep = reports.feature_report(store["root"], "1:5", model=str(Path(store["root"]).parent / "nope"))
-    assert rep.langs.height == 0 and rep.entropy is None
+    with pytest.raises(UsageError, match=r"has SAE feature counts at layer 1 \(layers there: none\)"):
+        reports.feature_report(store["root"], "1:5", model=str(Path(store["root"]).parent / "nope"))
+    with pytest.raises(UsageError, match=r"at layer 9 \(layers there: 0-2\)"):
+        reports.feature_report(store["root"], "9:5")
+    with pytest.raises(UsageError, match=r"unit 1:4000 never fired in the 3 selected runs"):
+        reports.feature_report(store["root"], "1:4000")
     rep = reports.feature_report(store["root"], "1:5", kind="neuron")
     assert rep.langs.select("lang", "tok_count", "p", "coverage").rows() == [("fr", 3, 1.0, 1.0)]
     assert rep.contexts.height == 0
