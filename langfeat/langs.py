@@ -13,13 +13,15 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import langcodes
+
+from langfeat.errors import UsageError
 import polars as pl
 
 # Scripts that are part of a language's usual (composite) script: Korean ``Kore`` = Hangul + Han, etc.
 _USUAL_SCRIPTS = {"ko": ("Hang", "Kore"), "ja": ("Jpan", "Hira", "Kana"), "zh": ("Hans",)}
 
 
-class UnknownLanguageError(ValueError):
+class UnknownLanguageError(UsageError, ValueError):
     """A language tag or name that no language matches."""
 
 

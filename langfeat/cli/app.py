@@ -227,6 +227,19 @@ def _print_options_panel(*, name: str, params: list, ctx: Any, markup_mode: Any,
 typer.rich_utils._print_options_panel = _print_options_panel  # the one layout change to typer's rich help
 
 
+def _one_line_usage_error(exc: Any) -> None:
+    """A click usage error (unknown option, bad value, missing argument) as one ``error:`` line with the fix."""
+    if exc.__class__.__name__ == "NoArgsIsHelpError":
+        return
+    ctx = getattr(exc, "ctx", None)
+    message = " ".join(str(exc.format_message()).split()).rstrip(".")
+    where = f"`{ctx.command_path} --help`" if ctx is not None else "`langfeat --help`"
+    err_console.print(f"[bold red]error:[/] {message}: see {where}", highlight=False, soft_wrap=True, markup=True)
+
+
+typer.rich_utils.rich_format_error = _one_line_usage_error  # usage errors on one line, like every other error
+
+
 class App(typer.Typer):
     """``typer.Typer`` whose commands are :class:`Command` (multi-value options, one-line errors)."""
 

@@ -100,3 +100,9 @@ def quiet_progress(progress: bool) -> None:
     os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
     os.environ["TQDM_DISABLE"] = "1"
     os.environ["HF_DATASETS_DISABLE_PROGRESS_BARS"] = "1"
+    import sys
+
+    if "transformers" in sys.modules:  # already imported: the environment variables came too late for it
+        sys.modules["transformers"].utils.logging.disable_progress_bar()
+    if "datasets" in sys.modules:
+        sys.modules["datasets"].utils.logging.disable_progress_bar()
