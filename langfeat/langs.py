@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from functools import lru_cache
 
 import langcodes
+import polars as pl
 
 from langfeat.errors import UsageError
-import polars as pl
 
 # Scripts that are part of a language's usual (composite) script: Korean ``Kore`` = Hangul + Han, etc.
 _USUAL_SCRIPTS = {"ko": ("Hang", "Kore"), "ja": ("Jpan", "Hira", "Kana"), "zh": ("Hans",)}
