@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
@@ -14,31 +16,35 @@ from langfeat.progress import progress_bar
 @app.command("interpret")
 @handle_errors
 def interpret_command(
-    feature_set: str = typer.Option(..., help="Feature set whose SAE features are explained (see `langfeat sets`)."),
-    explainer: str = typer.Option("local:smollm2", help="openai:MODEL (any chat-completions endpoint) or "
-                                  "local:MODEL (folder, GGUF file or 'smollm2')."),
-    base_url: str = typer.Option(ip.DEFAULT_BASE_URL, help="Endpoint of openai:MODEL, e.g. "
-                                 "https://openrouter.ai/api/v1 or http://127.0.0.1:8000/v1."),
-    api_key_env: str | None = typer.Option(None, help="Variable holding the API key (default: the first set of "
-                                           "LANGFEAT_API_KEY, OPENAI_API_KEY, OPENROUTER_API_KEY)."),
-    n_examples_train: int = typer.Option(40, help="Top-activating examples shown to the explainer."),
-    n_examples_test: int = typer.Option(50, help="Activating test examples (n-quantiles equal draws)."),
-    n_quantiles: int = typer.Option(10, help="Activation quantiles of the test draw."),
-    n_non_activating: int = typer.Option(50, help="Random non-activating test examples."),
-    example_ctx_len: int = typer.Option(32, help="Tokens per example."),
-    scorers: list[str] = typer.Option(["detection,fuzz"], help="detection and/or fuzz; repeat or comma-separate."),
-    max_features: int | None = typer.Option(None, help="Explain only this many features (round-robin over "
-                                            "the set's languages)."),
-    concurrency: int = typer.Option(8, help="Requests in flight at once (local models: 1)."),
-    examples_per_prompt: int = typer.Option(5, help="Examples per scorer prompt (local models: 1)."),
-    rate_limit: float | None = typer.Option(None, help="Most requests started per second."),
-    max_retries: int = typer.Option(6, help="Retries of a request answered 429 / 5xx or not at all."),
-    threshold: float = typer.Option(0.3, help="Mark tokens with activation >= this x the example's maximum."),
-    seed: int = typer.Option(42, help="Seed of every random draw (examples, fuzz marks, order)."),
-    filter_bos: bool = typer.Option(False, help="Ignore activations at position 0 (the paper did not)."),
-    tokenizer: str | None = typer.Option(None, help="Tokenizer of the runs' token ids (default: their model)."),
-    device: str = typer.Option("auto", help="Device of a local explainer: auto | cpu | cuda | cuda:N."),
-    name: str | None = typer.Option(None, help="Result name (default: SET-MODEL)."),
+    feature_set: Annotated[str, typer.Option(
+        help="Feature set whose SAE features are explained (see `langfeat sets`).")],
+    explainer: Annotated[str, typer.Option(help="openai:MODEL (any chat-completions endpoint) or "
+                                  "local:MODEL (folder, GGUF file or 'smollm2').")] = "local:smollm2",
+    base_url: Annotated[str, typer.Option(help="Endpoint of openai:MODEL, e.g. "
+                                 "https://openrouter.ai/api/v1 or http://127.0.0.1:8000/v1.")] = ip.DEFAULT_BASE_URL,
+    api_key_env: Annotated[str | None, typer.Option(help="Variable holding the API key (default: the first set of "
+                                           "LANGFEAT_API_KEY, OPENAI_API_KEY, OPENROUTER_API_KEY).")] = None,
+    n_examples_train: Annotated[int, typer.Option(help="Top-activating examples shown to the explainer.")] = 40,
+    n_examples_test: Annotated[int, typer.Option(help="Activating test examples (n-quantiles equal draws).")] = 50,
+    n_quantiles: Annotated[int, typer.Option(help="Activation quantiles of the test draw.")] = 10,
+    n_non_activating: Annotated[int, typer.Option(help="Random non-activating test examples.")] = 50,
+    example_ctx_len: Annotated[int, typer.Option(help="Tokens per example.")] = 32,
+    scorers: Annotated[list[str] | None, typer.Option(
+        help="detection and/or fuzz; repeat or comma-separate (default: both).")] = None,
+    max_features: Annotated[int | None, typer.Option(help="Explain only this many features (round-robin over "
+                                            "the set's languages).")] = None,
+    concurrency: Annotated[int, typer.Option(help="Requests in flight at once (local models: 1).")] = 8,
+    examples_per_prompt: Annotated[int, typer.Option(help="Examples per scorer prompt (local models: 1).")] = 5,
+    rate_limit: Annotated[float | None, typer.Option(help="Most requests started per second.")] = None,
+    max_retries: Annotated[int, typer.Option(help="Retries of a request answered 429 / 5xx or not at all.")] = 6,
+    threshold: Annotated[float, typer.Option(
+        help="Mark tokens with activation >= this x the example's maximum.")] = 0.3,
+    seed: Annotated[int, typer.Option(help="Seed of every random draw (examples, fuzz marks, order).")] = 42,
+    filter_bos: Annotated[bool, typer.Option(help="Ignore activations at position 0 (the paper did not).")] = False,
+    tokenizer: Annotated[str | None, typer.Option(
+        help="Tokenizer of the runs' token ids (default: their model).")] = None,
+    device: Annotated[str, typer.Option(help="Device of a local explainer: auto | cpu | cuda | cuda:N.")] = "auto",
+    name: Annotated[str | None, typer.Option(help="Result name (default: SET-MODEL).")] = None,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
@@ -52,7 +58,8 @@ def interpret_command(
     opts = ip.InterpretOptions(
         feature_set=feature_set, explainer=explainer, base_url=base_url, api_key_env=api_key_env,
         n_examples_train=n_examples_train, n_examples_test=n_examples_test, n_quantiles=n_quantiles,
-        n_non_activating=n_non_activating, example_ctx_len=example_ctx_len, scorers=split_values(scorers),
+        n_non_activating=n_non_activating, example_ctx_len=example_ctx_len,
+        scorers=split_values(scorers or ["detection", "fuzz"]),
         max_features=max_features, concurrency=concurrency, examples_per_prompt=examples_per_prompt,
         rate_limit=rate_limit, max_retries=max_retries, threshold=threshold, seed=seed, filter_bos=filter_bos,
         tokenizer=tokenizer, device=device, name=name, store=str(store) if store else None,
@@ -71,8 +78,8 @@ def interpret_command(
 @report_app.command("interpret")
 @handle_errors
 def report_interpret(
-    name: str | None = typer.Argument(None, help="Result name; omitted: list the stored interpret results."),
-    features: bool = typer.Option(False, help="Also list every feature's explanation and scores."),
+    name: Annotated[str | None, typer.Argument(help="Result name; omitted: list the stored interpret results.")] = None,
+    features: Annotated[bool, typer.Option(help="Also list every feature's explanation and scores.")] = False,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
