@@ -9,6 +9,7 @@ as an uninterrupted run's. Aggregates per (layer, unit) are computed on the devi
 from __future__ import annotations
 
 import collections
+import errno
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -22,7 +23,7 @@ import polars as pl
 
 from langfeat import data as datamod
 from langfeat.activations import Encoder, plan_batches, probe_widths
-from langfeat.errors import UsageError
+from langfeat.errors import StoreError, UsageError
 from langfeat.layers import LayerPatternError, LayerSpec, parse
 from langfeat.store import runs
 from langfeat.store.layout import Layout, doc_id
@@ -53,6 +54,8 @@ class IngestConfig:
     gguf_file: str | None = None
     store: str | None = None
     overwrite: bool = False
+    wait: bool = False  # wait for another process writing the same run instead of stopping
+    role: str = "identify"  # 'eval': texts ingested to evaluate (classify); identify skips them unless asked
     shard_docs: int = 1024
     max_batch_tokens: int | None = None  # caps batch x longest document (padding included); None = no cap
 
@@ -154,6 +157,7 @@ def _record(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_
     layers = sorted({s.layer for s in plan.specs})
     return {
         "kind": "ingest",
+        "role": config.role,
         "model": model_name,
         "sae_model": sae_model if plan.saes else None,
         "dataset": source.dataset,
@@ -244,10 +248,8 @@ def _ingest_source(
     progress: _Progress,
 ) -> dict[str, Any]:
     record = _record(source, config, plan, model_name)
-    existing = runs.read_manifest(layout, runs.run_id_for(record))
-    if existing is not None and not config.overwrite and existing.get("status") != "complete":
-        record["shard_docs"] = existing.get("shard_docs", record["shard_docs"])  # resume with the same shards
-    manifest, complete = runs.begin_run(layout, record, overwrite=config.overwrite)
+    # begin_run owns the run (a second writer stops with RunBusy) and resumes it with its recorded shard size
+    manifest, complete = runs.begin_run(layout, record, overwrite=config.overwrite, wait=config.wait)
     run_id = manifest["run_id"]
     if complete:
         progress.log(f"skipped {source.lang.tag} ({source.dataset}): run {run_id} is already complete")
@@ -289,9 +291,11 @@ def _ingest_source(
         compact_partials(work, source.lang.tag, range(n_shards), plan.dims())
         n_docs = sum(i["n_docs"] for i in infos.values())
         n_tokens = sum(i["n_tokens"] for i in infos.values())
-        manifest = runs.commit_run(layout, manifest, n_docs=n_docs, n_tokens=n_tokens, error=None)
+        manifest = runs.commit_run(layout, manifest, expect_docs=len(source), n_docs=n_docs, n_tokens=n_tokens,
+                                   error=None)
     except BaseException as exc:
-        runs.fail_run(layout, manifest, f"{type(exc).__name__}: {exc}")
+        why = str(exc) if isinstance(exc, runs.Interrupted) else f"{type(exc).__name__}: {exc}"
+        runs.fail_run(layout, manifest, why)
         raise
     progress.log(f"ingested {source.lang.tag}: {n_docs} docs, {n_tokens} tokens -> run {run_id}")
     return manifest
@@ -335,14 +339,22 @@ def ingest(
 def _run_sources(
     sources: list[datamod.TextSource], config: IngestConfig, plan: Plan, model_name: str, progress: bool
 ) -> list[dict[str, Any]]:
-    from langfeat.store import ensure_store, refresh_catalog
+    from langfeat.store import ensure_store
 
-    layout = ensure_store(config.store)
     out = []
-    with _Progress(progress) as bar:
-        for source in sources:
-            out.append(_ingest_source(source, config, plan, layout, model_name, bar))
-            refresh_catalog(layout.root)  # best effort: never raises on a lock
+    try:
+        layout = ensure_store(config.store)
+        with runs.handle_signals(), _Progress(progress) as bar:
+            for source in sources:
+                out.append(_ingest_source(source, config, plan, layout, model_name, bar))
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {exc.filename}" if exc.filename else ""
+            raise StoreError(
+                f"no space left on the device{where}: free some space and rerun the same command to resume "
+                "(finished shards are kept)"
+            ) from None
+        raise
     return out
 
 

@@ -90,6 +90,7 @@ def add_run(layout: Layout, lang: str, dataset: str, texts: list[str], events: d
     if status == "failed":
         runs_mod.fail_run(layout, manifest, "boom")
         return dict(manifest, status="failed")
+    runs_mod.release_run(layout, manifest["run_id"])  # left running by a writer that is gone
     return manifest
 
 
@@ -341,12 +342,16 @@ def test_catalog_rebuilt_when_stale_or_moved(tmp_path):
     with duckdb.connect(str(layout.catalog)) as con:
         con.execute("UPDATE langfeat_meta SET value = '0' WHERE key = 'schema_version'")
     assert store_mod.catalog_meta(layout.root)["schema_version"] == "0"
-    open_store(layout.root).close()
+    open_store(layout.root).close()  # reading never rewrites the catalog
+    assert store_mod.catalog_meta(layout.root)["schema_version"] == "0"
+    assert refresh_catalog(layout.root) is True  # writers (and `langfeat catalog`) do
     assert store_mod.catalog_meta(layout.root)["schema_version"] == store_mod.expected_meta(layout.root)[
         "schema_version"]
     # a moved store gets a catalog that points at its new place
     shutil.copytree(layout.root, tmp_path / "b")
     open_store(tmp_path / "b").close()
+    assert store_mod.catalog_meta(tmp_path / "b")["store_path"] == layout.root.as_posix()
+    refresh_catalog(tmp_path / "b")
     assert store_mod.catalog_meta(tmp_path / "b")["store_path"] == (tmp_path / "b").resolve().as_posix()
     with duckdb.connect(str(tmp_path / "b" / "catalog.duckdb"), read_only=True) as con:
         assert con.sql("SELECT count(*) FROM runs").fetchall()[0][0] == 0
@@ -428,4 +433,4 @@ def test_ensure_store_concurrent_processes(tmp_path):
     for table, schema in arrow_schemas().items():
         assert pq.read_schema(layout.placeholder(table)).remove_metadata().equals(schema)
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".catalog-")]
-    assert store_mod.catalog_meta(root)["store_path"] == root.resolve().as_posix()
+    assert store_mod.catalog_meta(root) is None  # readers wrote no catalog

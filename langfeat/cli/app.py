@@ -46,8 +46,8 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except LangfeatError as exc:
             raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # SIGTERM during a write arrives as one too (exit 143)
+            err_console.print(f"[yellow]{exc or 'interrupted'}[/]", highlight=False)
+            sys.exit(getattr(exc, "exit_code", 130))
 
     return wrapper  # type: ignore[return-value]

@@ -34,6 +34,7 @@ def ingest_command(
     store: Annotated[str | None, typer.Option(help="Store directory (default: $LANGFEAT_STORE).")] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a completed run of that identity.")] = False,
     shard_docs: Annotated[int, typer.Option(help="Documents per shard (the unit of resumption).")] = 1024,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another process writing the same run.")] = False,
     progress: Annotated[bool, typer.Option(help="Show a progress bar on stderr.")] = True,
 ) -> None:
     """Run MODEL over DATASET, SAE-encode MLP outputs and store events, docs, tokens and per-unit counts."""
@@ -43,7 +44,7 @@ def ingest_command(
         model=model, dataset=dataset, langs=list(lang), layers=list(layer), split=split, start=start, end=end,
         sae_model=sae_model, local_sae_dir=local_sae_dir, neurons=neurons, batch=batch, max_length=max_length,
         dtype=dtype, device=device, text_template=text_template, text_column=text_column, gguf_file=gguf_file,
-        store=store, overwrite=overwrite, shard_docs=shard_docs,
+        store=store, overwrite=overwrite, shard_docs=shard_docs, wait=wait,
     )
     for manifest in ingest(config, progress=progress):
         state = "skipped (already complete)" if manifest.get("skipped") else "complete"

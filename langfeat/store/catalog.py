@@ -69,7 +69,10 @@ def execute_views(con: duckdb.DuckDBPyConnection, root: Path, files: Sequence[tu
         try:
             con.execute(_substitute(text, root))
         except duckdb.Error as exc:
-            raise StoreError(f"{label} failed on store {root}: {one_line(exc)}: fix that SQL file") from None
+            from langfeat.store.verify import corrupt_file_message
+
+            named = corrupt_file_message(root, one_line(exc))
+            raise StoreError(named or f"{label} failed on store {root}: {one_line(exc)}: fix that SQL file") from None
 
 
 _VIEW_RE = re.compile(r"^\s*CREATE\s+(?:OR\s+REPLACE\s+)?(?:TEMP\w*\s+)?VIEW\s+\"?(\w+)\"?", re.I)

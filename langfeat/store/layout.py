@@ -2,8 +2,10 @@
 
     <store>/
       catalog.duckdb                      DuckDB catalog: views over the files below (rebuildable)
-      runs/<run_id>.json                  one manifest per run (status: running | complete | failed)
-      data/run_id=<R>/lang=<L>/           one committed run (appears atomically, by a directory rename)
+      runs/<run_id>.json                  one manifest per run (status: running | complete | failed | removing)
+      runs/<run_id>.lock                  held (flock) by the process writing the run
+      data/run_id=<R>/lang=<L>/           one committed run (moved by one rename; shown once its manifest is complete)
+          files.json                      row count of every file below (checked by `langfeat verify`)
           events/layer=<N>/part-<shard>.parquet
           docs/part-<shard>.parquet
           tokens/part-<shard>.parquet
@@ -73,6 +75,10 @@ class Layout:
 
     def manifest(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
+
+    def run_lock(self, run_id: str) -> Path:
+        """The lock file its writer holds (``flock``) while the run is being written."""
+        return self.runs_dir / f"{run_id}.lock"
 
     def run_data(self, run_id: str) -> Path:
         """The committed directory of a run (holds one ``lang=<L>`` folder)."""

@@ -63,6 +63,9 @@ def publish(
         os.replace(target, trash)
         shutil.rmtree(trash, ignore_errors=True)
     os.replace(tmp, target)
+    from langfeat.store.catalog import refresh_catalog
+
+    refresh_catalog(target.parents[1] if table == "feature_sets" else target.parents[2])  # writers keep it current
     return target
 
 

@@ -8,6 +8,7 @@ that commit publishes, and are compacted into ``feature_counts`` / ``neuron_coun
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from collections.abc import Mapping, Sequence
@@ -21,6 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from langfeat.store.layout import arrow_schemas
+from langfeat.store.runs import fault_point, write_json_atomic
 
 EVENT_ROW_GROUP = 1 << 20
 WRITE_THREADS = int(os.environ.get("LANGFEAT_WRITE_THREADS", "8"))  # layer files written at once
@@ -50,8 +52,12 @@ def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
     """Write ``table`` to ``path`` through a hidden temporary file and a rename."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    pq.write_table(table, tmp, **options)
-    os.replace(tmp, path)
+    try:
+        pq.write_table(table, tmp, **options)
+        os.replace(tmp, path)
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()  # a failed write (e.g. a full disk) leaves nothing behind
 
 
 def _constant_strings(value: str, n: int) -> pa.Array:
@@ -209,10 +215,8 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
         "shard": data.shard, "n_docs": int(n), "n_tokens": int(data.n_tokens.sum()),
         "files": [p.relative_to(work).as_posix() for p in files],
     }
-    marker = shard_marker(partials, data.shard)
-    tmp = marker.with_name(f".{marker.name}.tmp")
-    tmp.write_text(json.dumps(info), encoding="utf-8")
-    os.replace(tmp, marker)
+    fault_point(f"shard-{data.shard}")  # data written, marker not yet: the rerun redoes this shard
+    write_json_atomic(shard_marker(partials, data.shard), info)
     return info
 
 
