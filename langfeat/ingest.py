@@ -255,6 +255,7 @@ def _ingest_source(
         progress.log(f"skipped {source.lang.tag} ({source.dataset}): run {run_id} is already complete")
         return dict(manifest, skipped=True)
     try:
+        runs.fault_point("begin")  # the run is begun and owned
         work = layout.run_work(run_id)
         for tmp in work.rglob(".*.tmp") if work.exists() else []:
             tmp.unlink()
@@ -339,7 +340,7 @@ def ingest(
 def _run_sources(
     sources: list[datamod.TextSource], config: IngestConfig, plan: Plan, model_name: str, progress: bool
 ) -> list[dict[str, Any]]:
-    from langfeat.store import ensure_store
+    from langfeat.store import ensure_store, refresh_catalog
 
     out = []
     try:
@@ -347,6 +348,7 @@ def _run_sources(
         with runs.handle_signals(), _Progress(progress) as bar:
             for source in sources:
                 out.append(_ingest_source(source, config, plan, layout, model_name, bar))
+                refresh_catalog(layout.root)  # best effort; writers keep catalog.duckdb current, readers never
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             where = f" writing {exc.filename}" if exc.filename else ""

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from langfeat.errors import StoreError
-from langfeat.store.layout import Layout, sql_text, store_path
+from langfeat.store.layout import Layout, corrupt_file_message, sql_text, store_path
 from langfeat.store.placeholders import ensure_store
 from langfeat.store.runs import now
 
@@ -69,8 +69,6 @@ def execute_views(con: duckdb.DuckDBPyConnection, root: Path, files: Sequence[tu
         try:
             con.execute(_substitute(text, root))
         except duckdb.Error as exc:
-            from langfeat.store.verify import corrupt_file_message
-
             named = corrupt_file_message(root, one_line(exc))
             raise StoreError(named or f"{label} failed on store {root}: {one_line(exc)}: fix that SQL file") from None
 

@@ -21,9 +21,8 @@ import polars as pl
 
 from langfeat.errors import StoreError, UsageError
 from langfeat.store.catalog import execute_views, one_line, view_descriptions, view_files
-from langfeat.store.layout import Layout, store_path
+from langfeat.store.layout import Layout, corrupt_file_message, store_path
 from langfeat.store.placeholders import ensure_store, missing_placeholders
-from langfeat.store.verify import corrupt_file_message
 
 READ_ONLY_TYPES = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
 _EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?", re.I)

@@ -373,7 +373,6 @@ def begin_run(layout: Layout, record: dict[str, Any], overwrite: bool = False, w
                     finished_at=None, versions=versions(),
                 )
             write_json_atomic(layout.manifest(run_id), manifest)
-        fault_point("begin")
         return manifest, False
     except BaseException:
         release_run(layout, run_id)
@@ -434,9 +433,6 @@ def commit_run(layout: Layout, manifest: dict[str, Any], expect_docs: int | None
     fault_point("commit-done")
     shutil.rmtree(staged, ignore_errors=True)
     release_run(layout, run_id)
-    from langfeat.store.catalog import refresh_catalog
-
-    refresh_catalog(layout.root)  # best effort; writers keep catalog.duckdb current, readers never write it
     return manifest
 
 

@@ -17,12 +17,11 @@ from pathlib import Path
 
 from langfeat.errors import StoreError
 from langfeat.store import runs
-from langfeat.store.layout import SCHEMA_RUN, Layout
+from langfeat.store.layout import SCHEMA_RUN, Layout, corrupt_file_message
 
 __all__ = ["Problem", "corrupt_file_message", "verify_store"]
 
 _PID = re.compile(r"^\.(?:catalog-|tmp-.*-|trash-.*-|.*\.)(\d+)(?:[-.].*)?$")
-_FILE_IN_ERROR = re.compile(r"""[Ff]ile ['"]([^'"]+)['"]""")
 
 
 @dataclass
@@ -38,26 +37,6 @@ def _rel(layout: Layout, path: Path) -> str:
         return path.relative_to(layout.root).as_posix()
     except ValueError:
         return str(path)
-
-
-def corrupt_file_message(root: Path, error: str) -> str | None:
-    """A one-line message naming the store file a DuckDB error is about, with the fix (None: not a file error)."""
-    match = _FILE_IN_ERROR.search(error)
-    if not match:
-        return None
-    path = Path(match.group(1))
-    try:
-        rel = path.resolve().relative_to(root).as_posix()
-    except (ValueError, OSError):
-        return None
-    run = re.search(r"run_id=([^/]+)/", rel)
-    if run and run.group(1) != SCHEMA_RUN:
-        fix = f"remove its run with `langfeat rm {run.group(1)}` and ingest it again"
-    elif rel.startswith(("sets/", "results/")):
-        fix = f"delete {Path(rel).parent} (or rerun the command that wrote it with --overwrite)"
-    else:
-        fix = "run `langfeat catalog` to rewrite the store's placeholder files"
-    return f"store file {rel} is corrupt ({error}): {fix}; `langfeat verify` lists every problem"
 
 
 def _readable(path: Path) -> str | None:
