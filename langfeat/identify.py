@@ -203,7 +203,7 @@ def identify_named(
     shared_count: int = Params.shared_count, filter_rate: float = Params.filter_rate,
     top_rate: float = Params.top_rate, activation_bar_ratio: float = Params.activation_bar_ratio,
     units_per_layer: int | None = None, kind: str | None = None, name: str | None = None, overwrite: bool = False,
-    save: bool = True,
+    save: bool = True, role: str | None = "identify", runs: Sequence[str] | None = None,
 ) -> tuple[str, pl.DataFrame]:
     """Identify language-specific units over the selected runs and store them as feature set ``name``.
 
@@ -211,7 +211,8 @@ def identify_named(
     neuron counts) or layer numbers; None = the layers every selected run holds. ``dataset_configs``:
     ``DATASET:CONFIG`` bracex patterns (counts are merged per canonical language). Returns the set (feature_sets
     columns: name, algorithm, kind, lang, layer, feature, entropy, prob, act_max, act_min, act_avg, rank), by
-    language then rank, with its name. ``save=False`` only computes it.
+    language then rank, with its name. ``save=False`` only computes it. ``role`` / ``runs``: which runs may be
+    merged (see :func:`langfeat.stats.select_runs`; evaluation runs only when asked).
     """
     from langfeat.store.results import check_name
 
@@ -229,7 +230,7 @@ def identify_named(
         if save and st.layout.set_dir(name).exists() and not overwrite:
             raise UsageError(f"feature set {name!r} already exists: pick another --name or pass --overwrite")
         runs = stats.select_runs(st, model=model, sae_model=sae_model, dataset_configs=dataset_configs,
-                                 layers=layer_list, kind=p.kind)
+                                 layers=layer_list, kind=p.kind, role=role, runs=runs)
         p.layers = layer_list if layer_list is not None else stats.common_layers(runs, p.kind)
         if not p.layers:
             raise UsageError("the selected runs share no layer: pass --layer")

@@ -9,11 +9,12 @@ as an uninterrupted run's. Aggregates per (layer, unit) are computed on the devi
 from __future__ import annotations
 
 import collections
+import errno
 import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +23,7 @@ import polars as pl
 
 from langfeat import data as datamod
 from langfeat.activations import Encoder, plan_batches, probe_widths
-from langfeat.errors import UsageError
+from langfeat.errors import StoreError, UsageError
 from langfeat.layers import LayerSpec, mlp_path, parse_option
 from langfeat.models import (
     base_prefix,
@@ -127,6 +128,7 @@ def build_plan(
 def _manifest(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_name: str) -> RunManifest:
     return RunManifest(
         origin="ingest",
+        role=config.role,
         model=model_name,
         model_description=model_description(config.model, config.gguf_file),
         sae_model=sae_id(config.sae_model, config.local_sae_dir) if plan.saes else None,
@@ -218,15 +220,14 @@ def _ingest_source(
     progress: _Progress,
 ) -> dict[str, Any]:
     record = _manifest(source, config, plan, model_name)
-    existing = runs.read_manifest(layout, runs.run_id_for(record))
-    if existing is not None and not config.overwrite and existing.get("status") != "complete":
-        record = replace(record, shard_docs=existing.get("shard_docs", record.shard_docs))  # resume, same shards
-    manifest, complete = runs.begin_run(layout, record, overwrite=config.overwrite)
+    # begin_run owns the run (a second writer stops with RunBusy) and resumes it with its recorded shard size
+    manifest, complete = runs.begin_run(layout, record, overwrite=config.overwrite, wait=config.wait)
     run_id = manifest["run_id"]
     if complete:
         progress.log(f"skipped {source.lang.tag} ({source.dataset}): run {run_id} is already complete")
         return dict(manifest, skipped=True)
     try:
+        runs.fault_point("begin")  # the run is begun and owned
         work = layout.run_work(run_id)
         for tmp in work.rglob(".*.tmp") if work.exists() else []:
             tmp.unlink()
@@ -263,9 +264,11 @@ def _ingest_source(
         compact_partials(work, source.lang.tag, range(n_shards), plan.dims())
         n_docs = sum(i["n_docs"] for i in infos.values())
         n_tokens = sum(i["n_tokens"] for i in infos.values())
-        manifest = runs.commit_run(layout, manifest, n_docs=n_docs, n_tokens=n_tokens, error=None)
+        manifest = runs.commit_run(layout, manifest, expect_docs=len(source), n_docs=n_docs, n_tokens=n_tokens,
+                                   error=None)
     except BaseException as exc:
-        runs.fail_run(layout, manifest, f"{type(exc).__name__}: {exc}")
+        why = str(exc) if isinstance(exc, runs.Interrupted) else f"{type(exc).__name__}: {exc}"
+        runs.fail_run(layout, manifest, why)
         raise
     progress.log(f"ingested {source.lang.tag}: {n_docs} docs, {n_tokens} tokens -> run {run_id}")
     return manifest
@@ -317,12 +320,21 @@ def _run_sources(
 ) -> list[dict[str, Any]]:
     from langfeat.store import ensure_store, refresh_catalog
 
-    layout = ensure_store(config.store)
     out = []
-    with _Progress(progress) as bar:
-        for source in sources:
-            out.append(_ingest_source(source, config, plan, layout, model_name, bar))
-            refresh_catalog(layout.root)  # best effort: never raises on a lock
+    try:
+        layout = ensure_store(config.store)
+        with runs.handle_signals(), _Progress(progress) as bar:
+            for source in sources:
+                out.append(_ingest_source(source, config, plan, layout, model_name, bar))
+                refresh_catalog(layout.root)  # best effort; writers keep catalog.duckdb current, readers never
+    except OSError as exc:
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            where = f" writing {exc.filename}" if exc.filename else ""
+            raise StoreError(
+                f"no space left on the device{where}: free some space and rerun the same command to resume "
+                "(finished shards are kept)"
+            ) from None
+        raise
     return out
 
 

@@ -91,6 +91,8 @@ class IngestConfig(ModelSpec, SaeSpec, TextSource):
     store: str | None = None
     overwrite: bool = False
     shard_docs: int = 1024
+    wait: bool = False  # wait for another process writing the same run instead of stopping
+    role: str = "identify"  # 'eval': texts ingested to evaluate (classify); identify skips them unless asked
 
     @property
     def text_template(self) -> str | None:

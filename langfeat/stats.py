@@ -116,8 +116,13 @@ def _model_names(model: str) -> list[str]:
 def select_runs(
     store: Any, model: str | None = None, sae_model: str | None = None,
     dataset_configs: Sequence[str] | str | None = None, layers: Sequence[int] | None = None, kind: str = "sae",
+    role: str | None = "identify", runs: Sequence[str] | None = None,
 ) -> pl.DataFrame:
     """The complete runs to identify over (one row per run, by language then run number).
+
+    Only runs of ``role`` are taken (``identify``: evaluation runs that ``classify`` ingested never feed an
+    identification unless asked; None: every role); ``runs`` (ids or unique prefixes) selects runs explicitly,
+    whatever their role.
 
     ``dataset_configs`` (``'DATASET:CONFIG'`` with bracex braces) matches the runs' dataset and config as recorded;
     without it every complete run matching ``model`` / ``sae_model`` / ``kind`` and holding all ``layers`` is taken.
@@ -125,10 +130,25 @@ def select_runs(
     mix models.
     """
     kind = _check_kind(kind)
+    chosen = runs
     with opened(store) as st:
         all_runs = st.runs(status="complete")
-    runs = all_runs.filter(_units_ok(kind, None))
+        if chosen:
+            from langfeat.store import resolve_runs
+
+            ids = resolve_runs(st.root, chosen)
+            incomplete = sorted(set(ids) - set(all_runs["run_id"]))
+            if incomplete:
+                raise UsageError(f"run {incomplete[0]} is not complete: finish it (rerun its ingest) or drop --run")
+            all_runs = all_runs.filter(pl.col("run_id").is_in(ids))
     what = "SAE feature" if kind == "sae" else "neuron"
+    if not chosen and role is not None:
+        others = all_runs.filter((pl.col("role") != role) & _units_ok(kind, None)).height
+        all_runs = all_runs.filter(pl.col("role") == role)
+        if others and all_runs.filter(_units_ok(kind, None)).height == 0:
+            raise UsageError(f"the store's complete runs with {what} counts are all evaluation runs (made by "
+                             "classify): pass --role eval (or --run RUN) to identify over them")
+    runs = all_runs.filter(_units_ok(kind, None))
     if runs.height == 0:
         raise UsageError(f"the store has no complete run with {what} counts: ingest or import some first")
     if model is not None:

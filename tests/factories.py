@@ -105,6 +105,7 @@ def write_run(layout: Layout, record: dict[str, Any], tables: Tables | Callable[
     if status == "failed":
         runs_mod.fail_run(layout, manifest, "boom")
         return dict(manifest, status="failed")
+    runs_mod.release_run(layout, manifest["run_id"])  # left running by a writer that is gone
     return manifest
 
 

@@ -113,17 +113,19 @@ def test_runs_command(store_dir):
     assert df.select("run_id", "lang", "slice", "layers", "docs", "tokens", "status").rows() == [
         (made["en"]["run_id"], "en", "0:3", "0,2", "3", "15", "complete"),
         (made["de"]["run_id"], "de", "10:12", "0,2", "2", "9", "complete"),
-        (made["th"]["run_id"], "th", "0:1", "0", None, None, "running"),
+        (made["th"]["run_id"], "th", "0:1", "0", None, None, "interrupted"),  # its writer is gone
     ]
-    res = invoke("runs", "--store", str(root), "--status", "running", "--all", "-f", "json")
+    res = invoke("runs", "--store", str(root), "--status", "interrupted", "--all", "-f", "json")
     rows = json.loads(res.stdout)
     assert [r["run_id"] for r in rows] == [made["th"]["run_id"]] and rows[0]["layers"] == [0]
+    res = invoke("runs", "--store", str(root), "--status", "running", "-f", "csv")
+    assert res.exit_code == 0 and res.stdout.strip().splitlines()[1:] == []  # no live run
     res = invoke("runs", "--store", str(root), env={"COLUMNS": "200"})
     assert res.exit_code == 0, res.output
-    assert made["en"]["run_id"] in res.stdout and "complete" in res.stdout and "running" in res.stdout
+    assert made["en"]["run_id"] in res.stdout and "complete" in res.stdout and "interrupted" in res.stdout
     assert [(r[0], r[5], r[8], r[10]) for r in table_rows(res.stdout)] == [
         (made["en"]["run_id"], "en", "3", "complete"), (made["de"]["run_id"], "de", "2", "complete"),
-        (made["th"]["run_id"], "th", "", "running")]
+        (made["th"]["run_id"], "th", "", "interrupted")]
 
 
 def test_views_command(store_dir):

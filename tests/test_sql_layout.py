@@ -82,8 +82,15 @@ def test_source_sql_uses_the_layout(tmp_path):
     layout = Layout(tmp_path / "it's")
     got = catalog.source_sql(layout, "events")
     glob = layout.table_glob("events").replace("'", "''")
-    assert got == (f"(SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'run_id': "
-                   "VARCHAR, 'lang': VARCHAR, 'layer': INTEGER}) WHERE run_id <> '_schema')")
+    first = layout.placeholder("events").as_posix().replace("'", "''")
+    # a run's data: the placeholder first (the view binds its schema to it), only runs whose manifest says complete
+    assert got == (f"(SELECT * FROM read_parquet(['{first}', '{glob}'], hive_partitioning = true, hive_types = "
+                   "{'run_id': VARCHAR, 'lang': VARCHAR, 'layer': INTEGER}) "
+                   "WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'complete'))")
+    glob = layout.table_glob("ppl_results").replace("'", "''")
+    assert catalog.source_sql(layout, "ppl_results") == (
+        f"(SELECT * FROM read_parquet('{glob}', hive_partitioning = true, hive_types = {{'name': VARCHAR}}, "
+        "union_by_name = true) WHERE name <> '_schema')")
     assert "union_by_name = true" in catalog.source_sql(layout, "ppl_results")
     assert "union_by_name" not in catalog.source_sql(layout, "docs")
     assert catalog.render("x {glob:runs} {schema}", layout.root) == (

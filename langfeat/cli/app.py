@@ -117,9 +117,9 @@ def handle_errors(func: F) -> F:
             return func(*args, **kwargs)
         except LangfeatError as exc:
             raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # SIGTERM during a write arrives as one too (exit 143)
+            err_console.print(f"[yellow]{exc or 'interrupted'}[/]", highlight=False)
+            sys.exit(getattr(exc, "exit_code", 130))
 
     return wrapper  # type: ignore[return-value]
 
@@ -171,9 +171,9 @@ class Command(typer.core.TyperCommand):
             if os.environ.get("LANGFEAT_DEBUG"):  # the full traceback, for debugging langfeat itself
                 raise
             raise fail(str(exc)) from None
-        except KeyboardInterrupt:
-            err_console.print("[yellow]interrupted[/]")
-            sys.exit(130)
+        except KeyboardInterrupt as exc:  # SIGTERM during a write arrives as one too (exit 143)
+            err_console.print(f"[yellow]{exc or 'interrupted'}[/]", highlight=False)
+            sys.exit(getattr(exc, "exit_code", 130))
 
     def collect_usage_pieces(self, ctx: Any) -> list[str]:
         pieces = [self.options_metavar] if self.options_metavar else []

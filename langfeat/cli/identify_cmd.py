@@ -41,6 +41,8 @@ def _report(df: pl.DataFrame, params: dict[str, Any], name: str, path: Path) -> 
         bits.append(f"entropy {df['entropy_min'].min():.4f} – {df['entropy_max'].max():.4f}")
     bits.append(f"{len(params.get('runs') or [])} runs, layers {_span(params.get('layers') or [])}")
     out_console.print("; ".join(bits), highlight=False, soft_wrap=True)
+    merged = zip(params.get("runs") or [], params.get("dataset_configs") or [], strict=False)
+    out_console.print("merged runs: " + ", ".join(f"{r} ({dc})" for r, dc in merged), highlight=False, soft_wrap=True)
     out_console.print(f"stored in {path}", highlight=False, soft_wrap=True)
 
 
@@ -91,6 +93,9 @@ def identify_cmd(
     export_csv: Annotated[Path | None, typer.Option(help="Also write the set as CSV.")] = None,
     local_sae_dir: Annotated[Path | None, typer.Option(
         help="With --export-pt: add decoder rows (sae_features) from SAEs in this folder.")] = None,
+    role: Annotated[str, typer.Option(
+        help="Merge runs of this role: identify | eval (texts classify ingested) | all.")] = "identify",
+    run: Annotated[list[str] | None, typer.Option("--run", help="Merge exactly these runs (ids), any role.")] = None,
     store: StoreOption = None,
 ) -> None:
     """Identify language-specific SAE features (SAE-LAPE) or neurons (LAPE) and store them as a named set.
@@ -111,7 +116,7 @@ def identify_cmd(
             hfl_rate=hfl_rate, entropy_threshold=entropy_threshold, lang_specific=lang_specific,
             lang_shared=lang_shared, shared_count=shared_count, filter_rate=filter_rate, top_rate=top_rate,
             activation_bar_ratio=activation_bar_ratio, units_per_layer=units_per_layer, name=name,
-            overwrite=overwrite,
+            overwrite=overwrite, role=None if role == "all" else role, runs=run or None,
         )
         table, params = summary(st, set_name)
         if export_csv is not None:

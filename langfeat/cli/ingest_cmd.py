@@ -57,6 +57,8 @@ def ingest_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a completed run of that identity.")
                          ] = C.overwrite,
     shard_docs: Annotated[int, typer.Option(help="Documents per shard (the unit of resumption).")] = C.shard_docs,
+    wait: Annotated[bool, typer.Option("--wait", help="Wait for another process writing the same run (default: "
+                                                      "stop, naming it).")] = C.wait,
     progress: Progress = True,
 ) -> None:
     """Run MODEL over DATASET, SAE-encode MLP outputs and store events, docs, tokens and per-unit counts.

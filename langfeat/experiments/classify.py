@@ -169,6 +169,7 @@ def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[
             start=opts.start, end=opts.end, sae_model=opts.sae_model, local_sae_dir=opts.local_sae_dir,
             batch=opts.batch, max_length=opts.max_length, dtype=opts.dtype, device=opts.device,
             template=opts.template, text_column=opts.text_column, gguf_file=opts.gguf_file, store=opts.store,
+            role="eval",  # evaluation texts: identify never merges them unless asked
         )
         made = iter(ingest(config, model, tokenizer, progress=True))
         found = [m if m is not None else next(made) for m in found]

@@ -18,7 +18,7 @@ from pathlib import Path
 import duckdb
 
 from langfeat.errors import StoreError
-from langfeat.store.layout import SCHEMA_RUN, TABLES, Layout, partitions, sql_text, store_path
+from langfeat.store.layout import SCHEMA_RUN, TABLES, Layout, corrupt_file_message, partitions, sql_text, store_path
 from langfeat.store.placeholders import ensure_store
 from langfeat.store.runs import now
 
@@ -78,13 +78,20 @@ def _quote(text: str) -> str:
 
 def source_sql(layout: Layout, table: str) -> str:
     """What ``{source:<table>}`` stands for in a view file: the rows of ``table``'s Parquet files with their
-    partition columns, the placeholder files left out."""
+    partition columns, the placeholder files left out.
+
+    A run's data (:data:`TABLES`) is visible exactly when its manifest says ``complete`` (the manifest rename is
+    the commit point), and the placeholder file is read first so the view binds its schema to it, not to
+    whichever data file sorts first (one corrupt file then fails only the queries that read it)."""
     parts = partitions(table)
     types = ", ".join(f"'{col}': {typ}" for col, typ in parts.items())
-    union = "" if table in TABLES else ", union_by_name = true"
     first = next(iter(parts))
+    if table in TABLES:
+        files = f"[{_quote(layout.placeholder(table).as_posix())}, {_quote(layout.table_glob(table))}]"
+        return (f"(SELECT * FROM read_parquet({files}, hive_partitioning = true, hive_types = {{{types}}}) "
+                f"WHERE {first} IN (SELECT run_id FROM runs WHERE status = 'complete'))")
     return (f"(SELECT * FROM read_parquet({_quote(layout.table_glob(table))}, hive_partitioning = true, "
-            f"hive_types = {{{types}}}{union}) WHERE {first} <> {_quote(SCHEMA_RUN)})")
+            f"hive_types = {{{types}}}, union_by_name = true) WHERE {first} <> {_quote(SCHEMA_RUN)})")
 
 
 _PLACEHOLDER_RE = re.compile(r"\{(source|glob):(\w+)\}|\{(store|schema)\}")
@@ -134,8 +141,9 @@ def execute_views(con: duckdb.DuckDBPyConnection, root: Path | None, files: Sequ
         try:
             con.execute(text if root is None else render(text, root))
         except duckdb.Error as exc:
+            named = None if root is None else corrupt_file_message(root, one_line(exc))
             where = "" if root is None else f" on store {root}"
-            raise StoreError(f"{label} failed{where}: {one_line(exc)}: fix that SQL file") from None
+            raise StoreError(named or f"{label} failed{where}: {one_line(exc)}: fix that SQL file") from None
 
 
 _CREATE_RE = re.compile(

@@ -2,12 +2,17 @@
 
 ``open_store(path)`` runs every ``db/*.sql`` view file and then every ``queries/*.sql`` file on an in-memory
 connection (``{store}`` replaced by the absolute store path). An in-memory connection locks nothing, so readers
-work while an ingestion writes: runs appear in ``data/`` by an atomic rename only when complete.
+work while an ingestion writes: a run's data shows once its manifest says complete. Opening a store to read
+writes nothing (a read-only store can be queried); ``catalog.duckdb`` is refreshed by the commands that write.
+
+:meth:`Store.read_only_sql` / :meth:`Store.stream` run user SQL read-only: one SELECT (or EXPLAIN of one), on a
+connection whose configuration is locked and that installs or loads no extension.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +20,12 @@ import duckdb
 import polars as pl
 
 from langfeat.errors import StoreError, UsageError
-from langfeat.store.catalog import execute_views, one_line, refresh_catalog, view_descriptions, view_files
-from langfeat.store.layout import Layout, store_path
+from langfeat.store.catalog import execute_views, one_line, view_descriptions, view_files
+from langfeat.store.layout import Layout, corrupt_file_message, store_path
 from langfeat.store.placeholders import ensure_store, missing_placeholders
+
+READ_ONLY_TYPES = (duckdb.StatementType.SELECT, duckdb.StatementType.EXPLAIN)
+_EXPLAIN = re.compile(r"^\s*EXPLAIN\s+(?:ANALY[SZ]E\s+)?", re.I)
 
 __all__ = ["Store", "open_store"]
 
@@ -33,6 +41,7 @@ class Store:
         self.layout = layout
         self.root = layout.root
         self.con = duckdb.connect(":memory:")
+        self._locked = False
         try:
             self.con.execute("SET TimeZone = 'UTC'")
             execute_views(self.con, self.root, view_files() if files is None else files)
@@ -60,7 +69,50 @@ class Store:
             rel = self.con.sql(query, params=params)
             return pl.DataFrame() if rel is None else rel.pl()
         except duckdb.Error as exc:
+            raise self.query_error(exc) from None
+
+    def query_error(self, exc: Exception) -> Exception:
+        """A corrupt store file named with its fix (StoreError), else ``SQL error: …`` (UsageError)."""
+        message = one_line(exc)
+        named = corrupt_file_message(self.root, message)
+        return StoreError(named) if named else UsageError(f"SQL error: {message}")
+
+    def check_read_only(self, query: str) -> str:
+        """``query`` if it is one SELECT (or EXPLAIN of one), else UsageError; locks the connection's settings."""
+        try:
+            statements = self.con.extract_statements(query)
+        except duckdb.Error as exc:
             raise UsageError(f"SQL error: {one_line(exc)}") from None
+        if len(statements) != 1:
+            raise UsageError(f"`langfeat sql` runs exactly one statement, got {len(statements)}: send one query")
+        kind = statements[0].type
+        if kind == duckdb.StatementType.EXPLAIN:
+            inner = self.con.extract_statements(_EXPLAIN.sub("", statements[0].query, count=1))
+            kind = inner[0].type if len(inner) == 1 else duckdb.StatementType.MULTI
+            kind = duckdb.StatementType.EXPLAIN if kind == duckdb.StatementType.SELECT else kind
+        if kind not in READ_ONLY_TYPES:
+            raise UsageError(
+                f"`langfeat sql` is read-only: {kind.name} statements are refused (no files written, databases "
+                "attached, extensions installed or settings changed); write a SELECT and save it with --output"
+            )
+        if not self._locked:
+            for setting in ("autoinstall_known_extensions", "autoload_known_extensions"):
+                self.con.execute(f"SET {setting} = false")
+            self.con.execute("SET lock_configuration = true")
+            self._locked = True
+        return query
+
+    def read_only_sql(self, query: str) -> pl.DataFrame:
+        """Run a user query read-only (see :meth:`check_read_only`) and return the result as a frame."""
+        return self.sql(self.check_read_only(query))
+
+    def stream(self, query: str, batch_rows: int = 65_536) -> Any:
+        """A ``pyarrow.RecordBatchReader`` over a user query, run read-only: memory stays bounded by the batch."""
+        self.check_read_only(query)
+        try:
+            return self.con.sql(query).to_arrow_reader(batch_rows)
+        except duckdb.Error as exc:
+            raise self.query_error(exc) from None
 
     def views(self) -> list[str]:
         """The names of every view (raw tables and statistics), sorted."""
@@ -174,9 +226,6 @@ def open_store(path: str | os.PathLike | None = None, create: bool = False) -> S
                 f"the store {root} lacks placeholder files and is not writable: run `langfeat catalog --store "
                 f"{root}` as its owner once"
             ) from None
-    files = view_files()
-    store = Store(layout, files)
-    refresh_catalog(root, files=files)
-    return store
+    return Store(layout, view_files())  # reading writes nothing: the catalog is refreshed by writers
 
 

@@ -2,8 +2,10 @@
 
     <store>/
       catalog.duckdb                      DuckDB catalog: views over the files below (rebuildable)
-      runs/<run_id>.json                  one manifest per run (status: running | complete | failed)
-      data/run_id=<R>/lang=<L>/           one committed run (appears atomically, by a directory rename)
+      runs/<run_id>.json                  one manifest per run (status: running | complete | failed | removing)
+      runs/<run_id>.lock                  held (flock) by the process writing the run
+      data/run_id=<R>/lang=<L>/           one committed run (moved by one rename; shown once its manifest is complete)
+          files.json                      row count of every file below (checked by `langfeat verify`)
           events/layer=<N>/part-<shard>.parquet
           docs/part-<shard>.parquet
           tokens/part-<shard>.parquet
@@ -31,6 +33,7 @@ CATALOG = "catalog.duckdb"
 SCHEMA_RUN = "_schema"
 TABLES = ("events", "docs", "tokens", "feature_counts", "neuron_counts")
 RUN_BITS = 40  # doc_id = (run_num << RUN_BITS) | row
+_FILE_IN_ERROR = re.compile(r"""[Ff]ile ['"]([^'"]+)['"]""")
 
 
 def store_path(path: str | os.PathLike | None = None) -> Path:
@@ -73,6 +76,10 @@ class Layout:
 
     def manifest(self, run_id: str) -> Path:
         return self.runs_dir / f"{run_id}.json"
+
+    def run_lock(self, run_id: str) -> Path:
+        """The lock file its writer holds (``flock``) while the run is being written."""
+        return self.runs_dir / f"{run_id}.lock"
 
     def run_data(self, run_id: str) -> Path:
         """The committed directory of a run (holds one ``lang=<L>`` folder)."""
@@ -162,3 +169,23 @@ def arrow_schemas() -> dict[str, pa.Schema]:
             fields.append(pa.field(name, arrow_type, nullable="NOT NULL" not in line))
         schemas[match.group(1)] = pa.schema(fields)
     return schemas
+
+
+def corrupt_file_message(root: Path, error: str) -> str | None:
+    """A one-line message naming the store file a DuckDB error is about, with the fix (None: not a file error)."""
+    match = _FILE_IN_ERROR.search(error)
+    if not match:
+        return None
+    path = Path(match.group(1))
+    try:
+        rel = path.resolve().relative_to(root).as_posix()
+    except (ValueError, OSError):
+        return None
+    run = re.search(r"run_id=([^/]+)/", rel)
+    if run and run.group(1) != SCHEMA_RUN:
+        fix = f"remove its run with `langfeat rm {run.group(1)}` and ingest it again"
+    elif rel.startswith(("sets/", "results/")):
+        fix = f"delete {Path(rel).parent} (or rerun the command that wrote it with --overwrite)"
+    else:
+        fix = "run `langfeat catalog` to rewrite the store's placeholder files"
+    return f"store file {rel} is corrupt ({error}): {fix}; `langfeat verify` lists every problem"

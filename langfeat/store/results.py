@@ -54,6 +54,9 @@ def publish(
         pq.write_table(to_arrow(df, table), tmp / filename, compression="zstd")
         if params is not None:
             write_json_atomic(tmp / "params.json", params)
+    from langfeat.store.catalog import refresh_catalog
+
+    refresh_catalog(target.parents[1] if table == "feature_sets" else target.parents[2])  # writers keep it current
     return target
 
 

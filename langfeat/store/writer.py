@@ -22,6 +22,7 @@ import pyarrow.parquet as pq
 
 from langfeat.store.atomic import write_atomic
 from langfeat.store.layout import arrow_schemas
+from langfeat.store.runs import fault_point
 
 EVENT_ROW_GROUP = 1 << 20
 WRITE_THREADS = int(os.environ.get("LANGFEAT_WRITE_THREADS", "8"))  # layer files written at once
@@ -222,6 +223,7 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
         "files": [p.relative_to(work).as_posix() for p in files],
     }
     text = json.dumps(info)
+    fault_point(f"shard-{data.shard}")  # data written, marker not yet: the rerun redoes this shard
     write_atomic(shard_marker(partials, data.shard), lambda tmp: tmp.write_text(text, encoding="utf-8"))
     return info
 
