@@ -247,10 +247,6 @@ def identify_named(
                 "runs": runs["run_id"].to_list(), "langs": totals["lang"].to_list(),
                 "num_examples": dict(zip(totals["lang"], totals["n_docs"], strict=True)),
                 "num_tokens": dict(zip(totals["lang"], totals["n_tokens"], strict=True)),
-                "counts": {
-                    "memberships": df.height, "units": df.select("layer", "feature").unique().height,
-                    "per_lang": {t: int((df["lang"] == t).sum()) for t in totals["lang"]},
-                },
                 "created_at": now(),
             }
             write_feature_set(st.layout, name, df.drop("n_assigned"), _jsonable(record), overwrite=overwrite)
@@ -279,6 +275,8 @@ def summary(store: Any, name: str) -> tuple[pl.DataFrame, dict[str, Any]]:
         stats.feature_set(st, name)  # raises UsageError on an unknown name
         ids = params.get("runs") or []
         out = st.sql("SELECT * FROM report_set_summary(?, ?::VARCHAR[])", [name, ids])
+        sizes = st.sql("SELECT features, memberships FROM report_sets WHERE name = ?", [name])
+        params["counts"] = {"units": int(sizes["features"][0] or 0), "memberships": int(sizes["memberships"][0] or 0)}
         if params.get("algorithm") == "sae-lape" and ids:
             params["candidates"] = int(st.sql(
                 "SELECT candidates FROM sae_lape_candidate_count(?, ?, layers := ?, example_rate := ?, hfl_rate := ?)",

@@ -102,6 +102,7 @@ CASES = [
     ("sql-parquet-to-stdout", lambda w: _sql(w, "SELECT 1", "-f", "parquet"), "--output"),
     ("sql-no-store", lambda w: ["sql", "SELECT 1", "--store", str(w["tmp"] / "nostore")], "no langfeat store"),
     ("sql-store-is-file", lambda w: ["sql", "SELECT 1", "--store", str(w["tmp"] / "afile")], "file"),
+    ("runs-unknown-status", lambda w: ["runs", "--status", "bogus", "--store", str(w["store"])], "--status"),
     ("rm-unknown-run", lambda w: ["rm", "zzzzzz", "--store", str(w["store"])], "langfeat runs"),
     ("identify-bad-algorithm", lambda w: ["identify", "--algorithm", "bogus", "--store", str(w["store"])],
      "--algorithm"),

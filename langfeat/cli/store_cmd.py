@@ -149,6 +149,9 @@ def runs_cmd(
     from langfeat.store import open_store
     from langfeat.store.runs import is_live
 
+    statuses = ("running", "interrupted", "complete", "failed", "removing")
+    if status is not None and status not in statuses:
+        raise UsageError(f"unknown --status {status!r}: use one of {', '.join(statuses)}")
     view_status = "running" if status == "interrupted" else status
     with open_store(store) as st:
         df = st.runs(status=view_status) if all_columns else run_summary(st, status=view_status)

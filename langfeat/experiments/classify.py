@@ -31,7 +31,7 @@ from langfeat.errors import UsageError
 from langfeat.features import FeatureSource, load_feature_set
 from langfeat.layers import mlp_path, mlp_specs, parse_option
 from langfeat.models import base_prefix, check_sae_source, load_model, model_id, model_names, sae_id, tokenize
-from langfeat.options import ClassifyOptions
+from langfeat.options import ClassifyOptions, stored
 from langfeat.store.runs import ORIGIN_KEY
 
 CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "neuron-count", "fasttext")
@@ -370,8 +370,8 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
     missing = [s.lang.tag for s in sources if s.lang.tag not in set(cand["lang"].to_list())]
     if missing:
         log(f"note: the feature set has no units for {', '.join(missing)}: those documents can only be misclassified")
-    params.update(
-        classifier=opts.classifier, dataset=sources[0].dataset, split=sources[0].split,
+    params = stored(
+        opts, **params, classifier=opts.classifier, dataset=sources[0].dataset, split=sources[0].split,
         langs=[s.lang.tag for s in sources], configs=[s.config for s in sources], start=opts.start, end=opts.end,
         template=sources[0].template, feature_set=opts.feature_set, lape_result_path=opts.lape_result_path,
         layers=layers, candidates=cand["lang"].to_list(), n_docs=docs.height, max_length=opts.max_length,
