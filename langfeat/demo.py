@@ -59,21 +59,21 @@ class DemoConfig:
     store: str = "demo-store"
     model: str = "gemma3-270m"
     langs: tuple[str, ...] = corpus.LANGUAGES
-    layers: tuple[int, ...] = (3, 6, 9)
-    num_latents: int = 4096
+    layers: tuple[int, ...] = (2, 4, 6)
+    num_latents: int = 2048
     k: int = 32
     lr: float = 1e-3
-    train_docs: int | None = 60
+    train_docs: int | None = 10
     ctx_len: int = 128
     train_batch: int = 8
-    fvu_docs: int = 8
-    identify_docs: int | None = 40
-    eval_docs: int | None = None
+    fvu_docs: int = 2
+    identify_docs: int | None = 10
+    eval_docs: int | None = 20
     max_length: int = 128
     batch: int = 16
-    ppl_langs: tuple[str, ...] = ("en", "de", "ru", "hi", "zh", "th")
-    ppl_docs: int = 8
-    generate_langs: tuple[str, ...] = ("de", "fr", "ru", "ja")
+    ppl_langs: tuple[str, ...] = ("en", "de", "ru", "zh")
+    ppl_docs: int = 4
+    generate_langs: tuple[str, ...] = ("de", "fr", "ja")
     generate_multipliers: tuple[float, ...] = (0.0, 1.0)
     generate_times: int = 4
     generate_tokens: int = 24
@@ -97,9 +97,8 @@ class DemoConfig:
 
     def quick(self) -> DemoConfig:
         """A smaller run (a few minutes after the model is converted): one pass over less text, fewer samples."""
-        return replace(self, train_docs=24, identify_docs=16, eval_docs=20, num_latents=2048, ppl_docs=4,
-                       ppl_langs=self.ppl_langs[:4], generate_langs=self.generate_langs[:2], generate_times=2,
-                       check_texts=self.check_texts[:3])
+        return replace(self, train_docs=4, identify_docs=6, eval_docs=8, ppl_docs=2, ppl_langs=self.ppl_langs[:3],
+                       generate_langs=self.generate_langs[:2], generate_times=2, check_texts=self.check_texts[:3])
 
     def check(self) -> DemoConfig:
         for what, value in (("--num-latents", self.num_latents), ("--k", self.k), ("--ctx-len", self.ctx_len),
