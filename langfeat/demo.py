@@ -63,12 +63,15 @@ class DemoConfig:
     num_latents: int = 2048
     k: int = 32
     lr: float = 1e-3
-    train_docs: int | None = 10
+    train_docs: int | None = 16
     ctx_len: int = 128
     train_batch: int = 8
     fvu_docs: int = 2
     identify_docs: int | None = 10
     eval_docs: int | None = 20
+    topk_threshold_ratio: float = 0.5
+    example_rate: float = 0.8
+    hfl_rate: float = 0.01
     max_length: int = 128
     batch: int = 16
     ppl_langs: tuple[str, ...] = ("en", "de", "ru", "zh")
@@ -355,7 +358,7 @@ def _set_langs(config: DemoConfig, name: str) -> set[str]:
 
 
 def identify_step(config: DemoConfig) -> bool:
-    """SAE-LAPE features (r = 0.5, example rate 0.98, language-specific only) and LAPE neurons of the
+    """SAE-LAPE features (language-specific only; thresholds from the config) and LAPE neurons of the
     identification runs."""
     from langfeat.identify import identify_named
 
@@ -363,7 +366,8 @@ def identify_step(config: DemoConfig) -> bool:
     did = False
     if not _has_set(config, SAE_SET):
         identify_named(config.store, algorithm="sae-lape", layers=[config.sae_pattern], dataset_configs=configs,
-                       topk_threshold_ratio=0.5, example_rate=0.98, lang_specific=True, name=SAE_SET)
+                       topk_threshold_ratio=config.topk_threshold_ratio, example_rate=config.example_rate,
+                       hfl_rate=config.hfl_rate, lang_specific=True, name=SAE_SET)
         did = True
     if not _has_set(config, NEURON_SET):
         identify_named(config.store, algorithm="lape", layers=[config.neuron_pattern], dataset_configs=configs,
