@@ -74,8 +74,8 @@ class DemoConfig:
     hfl_rate: float = 0.01
     max_length: int = 128
     batch: int = 16
-    ppl_langs: tuple[str, ...] = ("en", "de", "ru", "zh")
-    ppl_docs: int = 4
+    ppl_langs: tuple[str, ...] = ("en", "de", "zh")
+    ppl_docs: int = 3
     generate_langs: tuple[str, ...] = ("de", "fr", "ja")
     generate_multipliers: tuple[float, ...] = (0.0, 1.0)
     generate_times: int = 4
@@ -100,7 +100,7 @@ class DemoConfig:
 
     def quick(self) -> DemoConfig:
         """A smaller run (a few minutes after the model is converted): one pass over less text, fewer samples."""
-        return replace(self, train_docs=4, identify_docs=6, eval_docs=8, ppl_docs=2, ppl_langs=self.ppl_langs[:3],
+        return replace(self, train_docs=4, identify_docs=6, eval_docs=8, ppl_docs=2, ppl_langs=self.ppl_langs[:2],
                        generate_langs=self.generate_langs[:2], generate_times=2, check_texts=self.check_texts[:3])
 
     def check(self) -> DemoConfig:
