@@ -6,7 +6,6 @@ PIP := $(VENV)/bin/pip
 
 .PHONY: install test lint demo
 
-DATA ?= ../shared/data
 DEMO_STORE ?= demo-store
 
 $(VENV)/.installed: pyproject.toml constraints.txt
@@ -25,5 +24,5 @@ test: install  ## run the test suite (offline)
 lint: install
 	$(VENV)/bin/ruff check langfeat tests benchmarks
 
-demo: install  ## the main job on the offline default model (SmolLM2): train SAEs, ingest, identify, classify
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 LANGFEAT=$(VENV)/bin/langfeat bash ingest/demo_smollm2.sh $(DATA) $(DEMO_STORE)
+demo: install  ## the whole job offline on Gemma-3-270M and the shipped corpus (docs/demo.md); reruns skip finished steps
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/langfeat demo --store $(DEMO_STORE)

@@ -31,7 +31,7 @@ __all__ = [
 SKIP_SQL = {"db/tables.sql"}  # DDL documentation of the file schemas, not views
 META_TABLE = "langfeat_meta"
 # queries/ is layered like a dbt project: each folder reads only db/ and the folders before it.
-QUERY_LAYERS = ("stats", "identify", "reports", "classify", "ppl", "generate", "html", "interpret")
+QUERY_LAYERS = ("stats", "identify", "reports", "classify", "ppl", "generate", "html", "interpret", "demo")
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -1,0 +1,554 @@
+"""``langfeat demo``: the whole job on the shipped corpus and an offline model, cached and resumable.
+
+Steps (one function each, every one skipped when its output already exists):
+
+1. ``model``     assemble and de-quantise the model once (``langfeat.models``), load it;
+2. ``train``     train TopK SAEs on the corpus' training split (``langfeat.train``) into ``<store>-saes/``;
+3. ``sae_stats`` tokens seen, FVU, dead and dense latents per SAE on held-out text (``<store>-saes/sae_stats.json``);
+4. ``ingest``    SAE features and MLP neurons of the identification split into ``<store>/``;
+5. ``identify``  SAE-LAPE (set ``demo-sae``) and LAPE (set ``demo-neurons``);
+6. ``classify``  the held-out UDHR texts with every classifier and fastText;
+7. ``ppl``       ΔPPL matrices: SAE steering (α = −0.2·max), true SAE ablation, LAPE neurons = 0;
+8. ``generate``  steered generation towards a few languages, judged by fastText;
+9. ``check``     ``langfeat check`` on a few texts (``<store>/demo/check.json``);
+10. ``report``   the HTML report.
+
+Features are identified on synthetic prose and evaluated on the UDHR, a different source
+(:data:`langfeat.corpus.PLAN`). Every statistic of the summary is read from the store's SQL views.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from langfeat import corpus
+from langfeat.errors import UsageError
+
+SAE_SET = "demo-sae"
+NEURON_SET = "demo-neurons"
+CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "neuron-count", "fasttext")
+PPL_RUNS = {  # result name -> (intervention type, feature set, multiplier, value)
+    "demo-ppl-steer": ("sae-features", SAE_SET, -0.2, 0.0),
+    "demo-ppl-ablate": ("sae-ablate", SAE_SET, -1.0, 0.0),
+    "demo-ppl-neurons": ("neuron", NEURON_SET, None, 0.0),
+}
+GENERATE_RESULT = "demo-generate"
+DENSE_RATE = 0.1  # a latent firing on more than this share of held-out tokens counts as dense
+CHECK_TEXTS = (
+    "The weather was lovely, so we walked along the river until sunset.",
+    "Morgen fahren wir mit dem Zug nach Hamburg, um meine Großmutter zu besuchen.",
+    "Je voudrais un café et un croissant, s'il vous plaît.",
+    "Сегодня вечером мы пойдём в театр смотреть новый спектакль.",
+    "今日は友達と一緒に公園で昼ご飯を食べました。",
+    "ฉันชอบกินข้าวเหนียวมะม่วงในฤดูร้อน",
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo (docs/demo.md explains the choice). ``*_docs`` are per language; None = the whole split."""
+
+    store: str = "demo-store"
+    model: str = "gemma3-270m"
+    langs: tuple[str, ...] = corpus.LANGUAGES
+    layers: tuple[int, ...] = (2, 4, 6)
+    num_latents: int = 2048
+    k: int = 32
+    lr: float = 1e-3
+    train_docs: int | None = 16
+    ctx_len: int = 128
+    train_batch: int = 8
+    fvu_docs: int = 2
+    identify_docs: int | None = 10
+    eval_docs: int | None = 20
+    topk_threshold_ratio: float = 0.5
+    example_rate: float = 0.8
+    hfl_rate: float = 0.01
+    max_length: int = 128
+    batch: int = 16
+    ppl_langs: tuple[str, ...] = ("en", "de", "zh")
+    ppl_docs: int = 3
+    generate_langs: tuple[str, ...] = ("de", "fr", "ja")
+    generate_multipliers: tuple[float, ...] = (0.0, 1.0)
+    generate_times: int = 4
+    generate_tokens: int = 24
+    check_texts: tuple[str, ...] = CHECK_TEXTS
+    device: str = "auto"
+    seed: int = 0
+
+    @property
+    def sae_dir(self) -> str:
+        """Where the SAEs are trained: ``<store>-saes``."""
+        return f"{self.store.rstrip('/')}-saes"
+
+    @property
+    def sae_pattern(self) -> str:
+        return "model.layers.{" + ",".join(map(str, self.layers)) + "}.mlp" if len(self.layers) > 1 \
+            else f"model.layers.{self.layers[0]}.mlp"
+
+    @property
+    def neuron_pattern(self) -> str:
+        return self.sae_pattern + ".act_fn"
+
+    def quick(self) -> DemoConfig:
+        """A smaller run (a few minutes after the model is converted): one pass over less text, fewer samples."""
+        return replace(self, train_docs=4, identify_docs=6, eval_docs=8, ppl_docs=2, ppl_langs=self.ppl_langs[:2],
+                       generate_langs=self.generate_langs[:2], generate_times=2, check_texts=self.check_texts[:3])
+
+    def check(self) -> DemoConfig:
+        for what, value in (("--num-latents", self.num_latents), ("--k", self.k), ("--ctx-len", self.ctx_len),
+                            ("--batch", self.batch), ("--max-length", self.max_length)):
+            if value < 1:
+                raise UsageError(f"{what} {value} is not positive: pass a value >= 1")
+        if not self.layers:
+            raise UsageError("no layers: pass --layer with at least one layer number")
+        if self.k > self.num_latents:
+            raise UsageError(f"--k {self.k} exceeds --num-latents {self.num_latents}: lower k")
+        for group in (self.langs, self.ppl_langs, self.generate_langs):
+            for lang in group:
+                if lang not in corpus.LANGUAGES:
+                    raise UsageError(f"unknown demo language {lang!r}: use one of {' '.join(corpus.LANGUAGES)}")
+        return self
+
+
+@dataclass
+class SaeStats:
+    """One trained SAE, measured on held-out tokens."""
+
+    layer: int
+    num_latents: int
+    k: int
+    train_tokens: int
+    heldout_tokens: int
+    fvu: float
+    dead: int
+    dense: int
+
+
+@dataclass
+class DemoSummary:
+    """What the demo produced; every frame is read from the store's views."""
+
+    config: DemoConfig
+    sae_stats: list[SaeStats]
+    features: pl.DataFrame  # lang, sae, neurons (specific units per language)
+    own_vs_other: pl.DataFrame  # demo_own_vs_other of demo-sae
+    lid: pl.DataFrame  # name, classifier, n_docs, accuracy, f1_macro
+    ppl: pl.DataFrame  # intervention, diag_median, off_median, rowmax, n_rows
+    switch: pl.DataFrame  # lang, multiplier, n, switch_rate, target_rate
+    check: list[dict[str, Any]]
+    report: Path
+    ran: list[str] = field(default_factory=list)  # steps that did work
+    skipped: list[str] = field(default_factory=list)  # steps found finished
+    seconds: dict[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the model, loaded once for every step
+
+
+class Models:
+    """The demo's model, loaded on first use and shared by every step (each experiment's ``load_model`` call
+    is answered from here while :meth:`shared` is active)."""
+
+    def __init__(self, config: DemoConfig):
+        from langfeat.models import load_model
+
+        self.config = config
+        self._load = load_model
+        self._loaded: tuple[Any, Any] | None = None
+
+    def get(self) -> tuple[Any, Any]:
+        if self._loaded is None:
+            self._loaded = self._load(self.config.model, device=self.config.device)
+        return self._loaded
+
+    @contextlib.contextmanager
+    def shared(self) -> Iterator[None]:
+        from langfeat import models
+        from langfeat.experiments import check, classify
+
+        def load(name: str, *args: Any, **kw: Any) -> tuple[Any, Any]:
+            if name == self.config.model:
+                return self.get()
+            return self._load(name, *args, **kw)
+
+        modules = (models, classify, check)
+        for mod in modules:
+            mod.load_model = load  # type: ignore[attr-defined]
+        try:
+            yield
+        finally:
+            for mod in modules:
+                mod.load_model = self._load  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the steps
+
+
+def _interleaved(source: str, split: str, langs: tuple[str, ...], per_lang: int | None) -> list[str]:
+    """``per_lang`` segments of each language, interleaved (one pass of SAE training sees every language
+    throughout, not one language after another)."""
+    lists = [corpus.texts(source, split, lang)[:per_lang] for lang in langs]
+    return [t for row in zip(*[lst + [None] * (max(map(len, lists)) - len(lst)) for lst in lists], strict=True)
+            for t in row if t is not None]
+
+
+def _hookpoint(layer: int) -> str:
+    return f"layers.{layer}.mlp"
+
+
+def train_step(config: DemoConfig, models: Models) -> bool:
+    """Train one SAE per layer on the synthetic training split; False when every SAE already exists."""
+    from langfeat.train import TrainSaeConfig, train_saes
+
+    out = Path(config.sae_dir)
+    if all((out / _hookpoint(layer) / "cfg.json").exists() for layer in config.layers):
+        return False
+    model, tokenizer = models.get()
+    texts = _interleaved("synthetic", "train", config.langs, config.train_docs)
+    train_saes(TrainSaeConfig(layers=[config.sae_pattern], out_dir=str(out), num_latents=config.num_latents,
+                              k=config.k, lr=config.lr, batch_size=config.train_batch, ctx_len=config.ctx_len,
+                              seed=config.seed), model, tokenizer, texts)
+    (out / "train_tokens.json").write_text(json.dumps({"tokens": train_tokens(config, tokenizer)}))
+    return True
+
+
+def train_tokens(config: DemoConfig, tokenizer: Any) -> int:
+    """Tokens one training pass sees: the chunks ``train_saes`` cuts from the training text × ``ctx_len``."""
+    from datasets import Dataset
+    from sparsify.data import chunk_and_tokenize
+
+    texts = _interleaved("synthetic", "train", config.langs, config.train_docs)
+    data = chunk_and_tokenize(Dataset.from_dict({"text": texts}), tokenizer, max_seq_len=config.ctx_len,
+                              return_final_batch=False, num_proc=None, load_from_cache_file=False)
+    return len(data) * config.ctx_len
+
+
+def heldout_activations(model: Any, tokenizer: Any, texts: list[str], layers: tuple[int, ...],
+                        max_length: int, batch: int) -> dict[int, Any]:
+    """MLP outputs ``[tokens, d_model]`` per layer of ``texts`` (padding and the BOS position left out)."""
+    import torch
+
+    from langfeat.activations import Probe, pad_batch
+    from langfeat.layers import mlp_path
+    from langfeat.models import base_prefix, tokenize
+
+    prefix = base_prefix(model)
+    ids = tokenize(tokenizer, texts, max_length)
+    bos = tokenizer.bos_token_id
+    device = next(model.parameters()).device
+    out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
+    keep: list[torch.Tensor] = []
+
+    def reader(layer: int) -> Callable[[torch.Tensor], None]:
+        return lambda t: out[layer].append(t.detach().float()[keep[-1]])
+
+    probe = Probe(model, [(mlp_path(prefix, layer), reader(layer)) for layer in layers])
+    with probe.attached():
+        for i in range(0, len(ids), batch):
+            chunk = ids[i:i + batch]
+            input_ids, mask = pad_batch(chunk, tokenizer.pad_token_id or 0, device)
+            sel = mask.bool()
+            if bos is not None:
+                sel &= ~((torch.arange(sel.shape[1], device=device) == 0) & (input_ids == bos))
+            keep.append(sel)
+            probe.run(input_ids, mask)
+    return {layer: torch.cat(parts) for layer, parts in out.items()}
+
+
+def measure_sae(sae: Any, x: Any) -> tuple[float, int, int]:
+    """FVU (Σ‖x − x̂‖² / Σ‖x − mean(x)‖²), dead latents (never fire) and dense latents (fire on more than
+    :data:`DENSE_RATE` of the tokens) of ``sae`` on activations ``x`` ``[tokens, d_in]``."""
+    import torch
+
+    with torch.inference_mode():
+        x = x.to(next(sae.parameters()).dtype)
+        enc = sae.encode(x)
+        recon = sae.decode(enc.top_acts, enc.top_indices)
+        fvu = float(((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum())
+        fired = torch.zeros(int(sae.num_latents), dtype=torch.long, device=x.device)
+        active = enc.top_indices[enc.top_acts > 0]
+        fired.index_add_(0, active, torch.ones_like(active))
+    dead = int((fired == 0).sum())
+    dense = int((fired > DENSE_RATE * x.shape[0]).sum())
+    return fvu, dead, dense
+
+
+def sae_stats_step(config: DemoConfig, models: Models) -> tuple[list[SaeStats], bool]:
+    """Measure every SAE on the synthetic ``eval`` split (text neither trained nor identified on)."""
+    from langfeat.models import load_sae
+
+    path = Path(config.sae_dir) / "sae_stats.json"
+    if path.exists():
+        rows = [SaeStats(**r) for r in json.loads(path.read_text())]
+        if sorted(r.layer for r in rows) == sorted(config.layers):
+            return rows, False
+    model, tokenizer = models.get()
+    texts = _interleaved("synthetic", "eval", config.langs, config.fvu_docs)
+    acts = heldout_activations(model, tokenizer, texts, config.layers, config.max_length, config.batch)
+    tokens_file = Path(config.sae_dir) / "train_tokens.json"
+    seen = json.loads(tokens_file.read_text())["tokens"] if tokens_file.exists() else train_tokens(config, tokenizer)
+    rows = []
+    for layer in config.layers:
+        sae = load_sae(_hookpoint(layer), local_sae_dir=config.sae_dir, device=acts[layer].device)
+        fvu, dead, dense = measure_sae(sae, acts[layer])
+        rows.append(SaeStats(layer, int(sae.num_latents), int(sae.cfg.k), int(seen), int(acts[layer].shape[0]),
+                             round(fvu, 6), dead, dense))
+    path.write_text(json.dumps([asdict(r) for r in rows], indent=1))
+    return rows, True
+
+
+def _complete_runs(config: DemoConfig, dataset: str) -> set[str]:
+    from langfeat.store import open_store
+    from langfeat.store.layout import store_path
+
+    if not store_path(config.store).joinpath("runs").is_dir():
+        return set()
+    with open_store(config.store) as st:
+        runs = st.runs()
+    if runs.is_empty():
+        return set()
+    done = runs.filter((pl.col("dataset") == dataset) & (pl.col("status") == "complete"))
+    return set(done["lang"].to_list())
+
+
+def ingest_step(config: DemoConfig, models: Models) -> bool:
+    """SAE features and neurons of the identification split, one run per language (resumes by itself)."""
+    from langfeat.ingest import ingest
+    from langfeat.options import IngestConfig
+
+    dataset = corpus.PLAN["identify"]
+    if set(config.langs) <= _complete_runs(config, dataset):
+        return False
+    model, tokenizer = models.get()
+    ingest(IngestConfig(model=config.model, dataset=dataset, langs=list(config.langs), layers=[config.sae_pattern],
+                        local_sae_dir=config.sae_dir, neurons=True, batch=config.batch, max_length=config.max_length,
+                        end=config.identify_docs, store=config.store), model, tokenizer, progress=True)
+    return True
+
+
+def _has_set(config: DemoConfig, name: str) -> bool:
+    from langfeat.store.layout import Layout, store_path
+
+    return Layout(store_path(config.store)).set_dir(name).exists()
+
+
+def _has_result(config: DemoConfig, table: str, name: str) -> bool:
+    from langfeat.store.layout import Layout, store_path
+
+    return Layout(store_path(config.store)).result_dir(table, name).exists()
+
+
+def _set_langs(config: DemoConfig, name: str) -> set[str]:
+    """The languages feature set ``name`` has units for."""
+    from langfeat.store import open_store
+
+    with open_store(config.store) as st:
+        return set(st.sql("SELECT DISTINCT lang FROM feature_sets WHERE name = ?", [name])["lang"].to_list())
+
+
+def identify_step(config: DemoConfig) -> bool:
+    """SAE-LAPE features (language-specific only; thresholds from the config) and LAPE neurons of the
+    identification runs."""
+    from langfeat.identify import identify_named
+
+    configs = [f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs]
+    did = False
+    if not _has_set(config, SAE_SET):
+        identify_named(config.store, algorithm="sae-lape", layers=[config.sae_pattern], dataset_configs=configs,
+                       topk_threshold_ratio=config.topk_threshold_ratio, example_rate=config.example_rate,
+                       hfl_rate=config.hfl_rate, lang_specific=True, name=SAE_SET)
+        did = True
+    if not _has_set(config, NEURON_SET):
+        identify_named(config.store, algorithm="lape", layers=[config.neuron_pattern], dataset_configs=configs,
+                       name=NEURON_SET)
+        did = True
+    return did
+
+
+def classify_step(config: DemoConfig, progress: Any) -> bool:
+    """The held-out UDHR texts of every language, with each classifier and fastText."""
+    from langfeat.experiments.classify import classify
+    from langfeat.options import ClassifyOptions
+
+    did = False
+    for clf in CLASSIFIERS:
+        name = f"demo-{clf}"
+        if _has_result(config, "classify_docs", name):
+            continue
+        feature_set = None if clf == "fasttext" else NEURON_SET if clf == "neuron-count" else SAE_SET
+        classify(ClassifyOptions(
+            dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier=clf, model=config.model,
+            local_sae_dir=None if clf in ("fasttext", "neuron-count") else config.sae_dir, feature_set=feature_set,
+            end=config.eval_docs, batch=config.batch, max_length=config.max_length, store=config.store, name=name,
+            device=config.device,
+        ), progress)
+        did = True
+    return did
+
+
+def ppl_step(config: DemoConfig, progress: Any) -> bool:
+    """ΔPPL (intervened × evaluated language) of the UDHR subset under the three interventions."""
+    from langfeat.experiments.ppl import run_ppl
+    from langfeat.options import PplOptions
+
+    did = False
+    for name, (kind, feature_set, multiplier, value) in PPL_RUNS.items():
+        if _has_result(config, "ppl_results", name):
+            continue
+        targets = [lang for lang in config.ppl_langs if lang in _set_langs(config, feature_set)]
+        if not targets:
+            continue
+        opts = PplOptions(
+            model=config.model, dataset=corpus.PLAN["eval"], langs=list(config.ppl_langs), end=config.ppl_docs,
+            intervention_type=kind, intervention_langs=targets, multiplier=multiplier, value=value,
+            feature_set=feature_set, local_sae_dir=config.sae_dir if kind.startswith("sae") else None,
+            batch=config.batch, max_length=config.max_length, store=config.store, name=name, device=config.device,
+        ).paper_multiplier()
+        run_ppl(opts, progress)
+        did = True
+    return did
+
+
+def generate_step(config: DemoConfig, progress: Any) -> bool:
+    """Generation from BOS steered towards each of ``generate_langs`` (α = 0 is the unsteered baseline)."""
+    from langfeat.experiments.generate import run_generate
+    from langfeat.options import GenerateOptions, Sampling
+
+    targets = [lang for lang in config.generate_langs if lang in _set_langs(config, SAE_SET)]
+    if _has_result(config, "generate_results", GENERATE_RESULT) or not targets:
+        return False
+    run_generate(GenerateOptions(
+        model=config.model, langs=targets, multipliers=list(config.generate_multipliers),
+        times=config.generate_times, seed=config.seed, sampling=Sampling(max_new_tokens=config.generate_tokens),
+        batch=config.generate_times, feature_set=SAE_SET, local_sae_dir=config.sae_dir, store=config.store,
+        name=GENERATE_RESULT, device=config.device,
+    ), progress)
+    return True
+
+
+def _check_path(config: DemoConfig) -> Path:
+    from langfeat.store.layout import store_path
+
+    return store_path(config.store) / "demo" / "check.json"
+
+
+def check_step(config: DemoConfig) -> tuple[list[dict[str, Any]], bool]:
+    """``langfeat check`` on :attr:`DemoConfig.check_texts` (cached as ``<store>/demo/check.json``)."""
+    from langfeat.experiments.check import check
+    from langfeat.options import CheckOptions
+
+    path = _check_path(config)
+    if path.exists():
+        cached = json.loads(path.read_text(encoding="utf-8"))
+        if [c["text"] for c in cached] == list(config.check_texts):
+            return cached, False
+    result = check(CheckOptions(texts=list(config.check_texts), model=config.model, feature_set=SAE_SET,
+                                local_sae_dir=config.sae_dir, store=config.store, device=config.device))
+    rows = [{"text": r["text"], "prediction": r["prediction"], "n_features": len(r["features"])}
+            for r in result.to_json()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    return rows, True
+
+
+def report_step(config: DemoConfig) -> Path:
+    """The HTML report of the store (always rewritten: it is cheap)."""
+    from langfeat.html_report import write_html_report
+
+    return write_html_report(config.store)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the summary, from the views
+
+
+def own_vs_other(store: Any, name: str = SAE_SET) -> pl.DataFrame:
+    """The view ``demo_own_vs_other`` for feature set ``name``, by language."""
+    return store.sql("SELECT * EXCLUDE (name) FROM demo_own_vs_other WHERE name = ? ORDER BY lang", [name])
+
+
+def summarise(config: DemoConfig, sae_stats: list[SaeStats], check_rows: list[dict[str, Any]], report: Path
+              ) -> DemoSummary:
+    """Read the summary's numbers from the store."""
+    from langfeat.store import open_store
+
+    with open_store(config.store) as st:
+        features = st.sql(
+            "SELECT lang, count(*) FILTER (WHERE name = ?) AS sae, count(*) FILTER (WHERE name = ?) AS neurons "
+            "FROM feature_sets WHERE name IN (?, ?) GROUP BY lang ORDER BY lang",
+            [SAE_SET, NEURON_SET, SAE_SET, NEURON_SET])
+        names = [f"demo-{c}" for c in CLASSIFIERS]
+        lid = st.sql("SELECT name, classifier, n_docs, accuracy, f1_macro FROM classify_metrics "
+                     "WHERE list_contains(?, name)", [names])
+        lid = lid.with_columns(pl.col("name").replace_strict({n: i for i, n in enumerate(names)}).alias("o")) \
+            .sort("o").drop("o")
+        ppl = st.sql("SELECT name AS intervention, diag_median, off_median, rowmax, n_rows FROM ppl_delta_summary "
+                     "WHERE metric = 'mean_delta' AND list_contains(?, name) ORDER BY name", [list(PPL_RUNS)])
+        switch = st.sql("SELECT lang, multiplier, n, n_target, target_rate, switch_rate FROM generate_switch "
+                        "WHERE name = ? ORDER BY lang, multiplier", [GENERATE_RESULT])
+        ovo = own_vs_other(st)
+    return DemoSummary(config=config, sae_stats=sae_stats, features=features, own_vs_other=ovo, lid=lid, ppl=ppl,
+                       switch=switch, check=check_rows, report=report)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# the whole demo
+
+
+def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None] | None = None) -> DemoSummary:
+    """Run every step that has not finished yet; return the summary. ``progress``: a rich Progress for the
+    long steps; ``log`` receives one line per step."""
+    config.check()
+    log = log or (lambda _msg: None)
+    models = Models(config)
+    ran: list[str] = []
+    skipped: list[str] = []
+    seconds: dict[str, float] = {}
+
+    def step(name: str, fn: Callable[[], Any]) -> Any:
+        t0 = time.time()
+        out = fn()
+        did = out[1] if isinstance(out, tuple) else out
+        seconds[name] = round(time.time() - t0, 1)
+        (ran if did else skipped).append(name)
+        log(f"{name}: {'done' if did else 'already done'} ({seconds[name]:.0f} s)")
+        return out
+
+    with models.shared():
+        step("train", lambda: train_step(config, models))
+        stats, _ = step("sae_stats", lambda: sae_stats_step(config, models))
+        step("ingest", lambda: ingest_step(config, models))
+        step("identify", lambda: identify_step(config))
+        step("classify", lambda: classify_step(config, progress))
+        step("ppl", lambda: ppl_step(config, progress))
+        step("generate", lambda: generate_step(config, progress))
+        check_rows, _ = step("check", lambda: check_step(config))
+    t0 = time.time()
+    report = report_step(config)
+    seconds["report"] = round(time.time() - t0, 1)
+    summary = summarise(config, stats, check_rows, report)
+    summary.ran, summary.skipped, summary.seconds = ran, skipped, seconds
+    return summary
+
+
+def ppl_note(config: DemoConfig) -> str:
+    """What the ΔPPL and generation subsets cover (they are smaller than identification and LID)."""
+    per = "all" if config.eval_docs is None else str(config.eval_docs)
+    return (f"identification and LID: {len(config.langs)} languages (LID on {per} UDHR segments each); "
+            f"ΔPPL: {len(config.ppl_langs)} languages ({' '.join(config.ppl_langs)}) × {config.ppl_docs} UDHR "
+            f"segments; generation: {' '.join(config.generate_langs)}, {config.generate_times} samples × "
+            f"{config.generate_tokens} tokens per (language, α)")
+
+
+__all__ = ["DemoConfig", "DemoSummary", "SaeStats", "run_demo"]

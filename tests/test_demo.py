@@ -1,0 +1,146 @@
+"""`langfeat demo` end to end on the toy model with tiny sizes: the SAE quality numbers against a hand computation,
+the own-vs-other view against a Polars recount from the stored events, the summary against the store, and a
+resume that does no work."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from langfeat import corpus
+from langfeat.cli import app
+from langfeat.demo import CLASSIFIERS, DENSE_RATE, NEURON_SET, SAE_SET, DemoConfig, run_demo
+from langfeat.errors import UsageError
+from langfeat.models import load_model
+from langfeat.store import open_store
+
+LANGS = ("en", "de", "ru")
+
+
+def tiny(store: Path, model: Path) -> DemoConfig:
+    return DemoConfig(
+        store=str(store), model=str(model), langs=LANGS, layers=(1, 2), num_latents=64, k=4, train_docs=3,
+        ctx_len=32, train_batch=4, fvu_docs=3, identify_docs=8, eval_docs=5, max_length=40, batch=4,
+        ppl_langs=("en", "de", "ru"), ppl_docs=2, generate_langs=LANGS, generate_times=2, generate_tokens=4,
+        check_texts=("hello world", "guten Tag"), device="cpu",
+    )
+
+
+@pytest.fixture(scope="module")
+def demo(toy_model_dir, tmp_path_factory):
+    cfg = tiny(tmp_path_factory.mktemp("demo") / "demo-store", toy_model_dir)
+    return cfg, run_demo(cfg)
+
+
+def test_every_step_ran_and_the_summary_reads_the_store(demo):
+    cfg, s = demo
+    assert s.ran == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "check"]
+    assert s.report.is_file() and s.report.name == "index.html"
+    assert Path(cfg.sae_dir).name == "demo-store-saes"
+    with open_store(cfg.store) as st:
+        fs = st.feature_sets()
+        runs = st.runs()
+    want = fs.group_by("lang").agg(sae=(pl.col("name") == SAE_SET).sum(), neurons=(pl.col("name") == NEURON_SET)
+                                   .sum()).sort("lang")
+    assert s.features.select("lang", "sae", "neurons").to_dicts() == want.cast({"sae": pl.Int64, "neurons": pl.Int64}
+                                                                                  ).to_dicts()
+    assert s.lid["name"].to_list() == [f"demo-{c}" for c in CLASSIFIERS]
+    n_eval = sum(min(5, len(corpus.texts("udhr", "all", lang))) for lang in LANGS)
+    assert s.lid["n_docs"].to_list() == [n_eval] * len(CLASSIFIERS)
+    ident = runs.filter(pl.col("dataset") == corpus.PLAN["identify"])
+    assert sorted(ident["lang"].to_list()) == sorted(LANGS) and set(ident["n_docs"].to_list()) == {8}
+    assert s.switch.height == len(set(s.features.filter(pl.col("sae") > 0)["lang"])) * 2
+    assert [c["text"] for c in s.check] == list(cfg.check_texts)
+
+
+def test_own_vs_other_view_equals_a_recount_from_events(demo):
+    cfg, s = demo
+    with open_store(cfg.store) as st:
+        params = json.loads(st.sql("SELECT params::VARCHAR AS p FROM feature_set_params WHERE name = ?",
+                                   [SAE_SET])["p"][0])
+        run_ids = params["runs"]
+        events = st.events().filter(pl.col("run_id").is_in(run_ids))
+        docs = st.docs().filter(pl.col("run_id").is_in(run_ids))
+        fs = st.feature_sets(SAE_SET)
+    tokens = dict(docs.group_by("lang").agg(pl.col("n_tokens").sum()).iter_rows())
+    got = {r["lang"]: r for r in s.own_vs_other.iter_rows(named=True)}
+    assert set(got) == set(fs["lang"].to_list())
+    for lang in got:
+        units = fs.filter(pl.col("lang") == lang).select("layer", "feature")
+        fired = events.join(units, on=["layer", "feature"]).group_by("lang").len()
+        rate = {t: dict(fired.iter_rows()).get(t, 0) / n for t, n in tokens.items()}
+        others = {t: r for t, r in rate.items() if t != lang}
+        top = max(others, key=others.get)
+        assert got[lang]["n_units"] == units.height
+        assert got[lang]["own_rate"] == pytest.approx(rate[lang], rel=1e-12)
+        assert got[lang]["top_other_rate"] == pytest.approx(others[top], rel=1e-12)
+        if list(others.values()).count(others[top]) == 1:
+            assert got[lang]["top_other_lang"] == top
+        if others[top] > 0:
+            assert got[lang]["ratio"] == pytest.approx(rate[lang] / others[top], rel=1e-12)
+
+
+def test_sae_stats_equal_a_hand_computation(demo):
+    from sparsify import SparseCoder
+
+    cfg, s = demo
+    model, tokenizer = load_model(cfg.model, device="cpu")
+    texts = [t for row in zip(*[corpus.texts("synthetic", "eval", lang)[:cfg.fvu_docs] for lang in LANGS],
+                              strict=True) for t in row]
+    captured: dict[int, list[np.ndarray]] = {layer: [] for layer in cfg.layers}
+    hooks = [model.model.layers[layer].mlp.register_forward_hook(
+        lambda _m, _i, out, layer=layer: captured[layer].append(out[0].detach().numpy().astype(np.float64)))
+        for layer in cfg.layers]
+    try:
+        with torch.no_grad():
+            for text in texts:  # one text at a time: no padding at all
+                ids = tokenizer(text, truncation=True, max_length=cfg.max_length)["input_ids"]
+                model(input_ids=torch.tensor([ids]))
+    finally:
+        for h in hooks:
+            h.remove()
+    for stat in s.sae_stats:
+        x = np.concatenate([a[1:] for a in captured[stat.layer]])  # the BOS position left out, as in the demo
+        sae = SparseCoder.load_from_disk(Path(cfg.sae_dir) / f"layers.{stat.layer}.mlp", device="cpu")
+        enc = sae.encode(torch.tensor(x, dtype=torch.float32))
+        recon = sae.decode(enc.top_acts, enc.top_indices).detach().numpy().astype(np.float64)
+        fvu = ((x - recon) ** 2).sum() / ((x - x.mean(0)) ** 2).sum()
+        counts = np.zeros(64, np.int64)
+        idx, act = enc.top_indices.numpy(), enc.top_acts.detach().numpy()
+        for row_i, row_a in zip(idx, act, strict=True):
+            counts[row_i[row_a > 0]] += 1
+        assert stat.heldout_tokens == x.shape[0]
+        assert stat.fvu == pytest.approx(fvu, rel=1e-3)
+        assert stat.dead == int((counts == 0).sum())
+        assert stat.dense == int((counts > DENSE_RATE * x.shape[0]).sum())
+        assert (stat.num_latents, stat.k) == (64, 4)
+        assert stat.train_tokens > 0 and stat.train_tokens % cfg.ctx_len == 0
+
+
+def test_a_second_run_does_no_work_and_gives_the_same_summary(demo):
+    cfg, first = demo
+    files = {p: p.stat().st_mtime_ns for p in Path(cfg.store).rglob("*.parquet")}
+    files.update({p: p.stat().st_mtime_ns for p in Path(cfg.sae_dir).rglob("*") if p.is_file()})
+    again = run_demo(cfg)
+    assert again.ran == []
+    assert again.skipped == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "check"]
+    assert {p: p.stat().st_mtime_ns for p in files} == files
+    for attr in ("features", "own_vs_other", "lid", "ppl", "switch"):
+        assert getattr(again, attr).equals(getattr(first, attr)), attr
+    assert again.sae_stats == first.sae_stats and again.check == first.check
+
+
+def test_bad_sizes_are_one_line_errors(tmp_path):
+    with pytest.raises(UsageError, match="--k 0 is not positive"):
+        DemoConfig(k=0).check()
+    with pytest.raises(UsageError, match="unknown demo language"):
+        DemoConfig(ppl_langs=("xx",)).check()
+    res = CliRunner().invoke(app, ["demo", "--store", str(tmp_path / "s"), "--num-latents", "8", "--k", "16"])
+    assert res.exit_code == 2 and "error: --k 16 exceeds --num-latents 8" in res.output
+    assert not (tmp_path / "s").exists()
