@@ -11,10 +11,8 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import cache
 from typing import Any
 
-import duckdb
 import polars as pl
 
 from langfeat import langs, stats
@@ -26,15 +24,11 @@ ALGORITHMS = ("sae-lape", "lape")
 DEFAULTS_SQL = "queries/identify/00_identify_defaults.sql"
 
 
-@cache
 def sql_defaults() -> dict[str, Any]:
     """The SQL macro ``identify_defaults()``: the one definition of the identification defaults."""
-    from langfeat.store.catalog import sql_file
+    from langfeat.options import identify_defaults
 
-    with duckdb.connect(":memory:") as con:
-        con.execute(sql_file(DEFAULTS_SQL))
-        (row,) = con.sql("SELECT identify_defaults()").fetchall()
-    return dict(row[0])
+    return identify_defaults()
 
 
 _D = sql_defaults()

@@ -12,7 +12,10 @@ This module imports nothing heavy (no torch): the CLI reads the defaults from it
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field, fields
+from functools import cache
+from importlib import resources
 from typing import Any
 
 # Field -> flag, where the flag is not the field name with '-' for '_' (the paper's flag names).
@@ -213,3 +216,15 @@ def stored(opts: Any, **resolved: Any) -> dict[str, Any]:
 def field_names(cls: type) -> set[str]:
     """The field names of option dataclass ``cls``."""
     return {f.name for f in fields(cls)}
+
+
+@cache
+def identify_defaults() -> dict[str, Any]:
+    """The identification defaults as the SQL macro ``identify_defaults()`` writes them (its one definition,
+    ``queries/identify/00_identify_defaults.sql``), read from the file's text so the CLI needs no DuckDB."""
+    text = resources.files("langfeat.sql.queries").joinpath("identify", "00_identify_defaults.sql").read_text("utf-8")
+    body = text[text.index("identify_defaults() AS {"):]
+    out: dict[str, Any] = {}
+    for name, value, typ in re.findall(r"(\w+):\s*([-0-9.eE]+)::(DOUBLE|INTEGER)", body):
+        out[name] = int(value) if typ == "INTEGER" else float(value)
+    return out

@@ -10,7 +10,9 @@ from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
 from langfeat.cli.output import StoreOption
-from langfeat.identify import Params
+from langfeat.options import identify_defaults
+
+_D = identify_defaults()  # the defaults of the identify macros (one definition, in SQL)
 
 if TYPE_CHECKING:
     import polars as pl
@@ -65,25 +67,25 @@ def identify_cmd(
     ] = None,
     algorithm: Annotated[str, typer.Option(help="sae-lape (or sae_lape) | lape.")] = "sae-lape",
     topk_threshold_ratio: Annotated[float, typer.Option(
-        help="SAE-LAPE: assign a unit to every language with p ≥ ratio · max p.")] = Params.topk_threshold_ratio,
+        help="SAE-LAPE: assign a unit to every language with p ≥ ratio · max p.")] = _D["ratio"],
     example_rate: Annotated[float, typer.Option(
-        help="SAE-LAPE: some language must have the unit in ≥ ⌊rate · docs⌋ of its documents.")] = Params.example_rate,
+        help="SAE-LAPE: some language must have the unit in ≥ ⌊rate · docs⌋ of its documents.")] = _D["example_rate"],
     hfl_rate: Annotated[float, typer.Option(
-        help="SAE-LAPE: some language must have tok_count > ⌊rate · tokens⌋.")] = Params.hfl_rate,
+        help="SAE-LAPE: some language must have tok_count > ⌊rate · tokens⌋.")] = _D["hfl_rate"],
     lang_specific: Annotated[bool, typer.Option(help="Keep units assigned to exactly one language.")] = False,
     lang_shared: Annotated[bool, typer.Option(help="Keep units assigned to exactly --shared-count languages.")] = False,
-    shared_count: Annotated[int, typer.Option(help="Languages per unit for --lang-shared.")] = Params.shared_count,
+    shared_count: Annotated[int, typer.Option(help="Languages per unit for --lang-shared.")] = _D["shared_count"],
     top: Annotated[int | None, typer.Option(help="Keep the first N units per language (0 = all).")] = None,
     top_per_layer: Annotated[bool, typer.Option(help="--top counts per layer of each language.")] = False,
     top_by_frequency: Annotated[bool, typer.Option(
         help="Order each language's units by its p (descending) instead of ascending entropy.")] = False,
     entropy_threshold: Annotated[float | None, typer.Option(help="Keep units with entropy ≤ this.")] = None,
     filter_rate: Annotated[float, typer.Option(
-        help="LAPE: percentile of p a language must exceed.")] = Params.filter_rate,
+        help="LAPE: percentile of p a language must exceed.")] = _D["filter_rate"],
     top_rate: Annotated[float, typer.Option(
-        help="LAPE: fraction of all units kept (lowest entropy).")] = Params.top_rate,
+        help="LAPE: fraction of all units kept (lowest entropy).")] = _D["top_rate"],
     activation_bar_ratio: Annotated[float, typer.Option(
-        help="LAPE: percentile bar for language assignment.")] = Params.activation_bar_ratio,
+        help="LAPE: percentile bar for language assignment.")] = _D["activation_bar_ratio"],
     units_per_layer: Annotated[int | None, typer.Option(
         help="LAPE: units per layer for the percentiles (default: the largest unit index seen + 1).")] = None,
     name: Annotated[str | None, typer.Option(
