@@ -13,10 +13,12 @@ This module imports nothing heavy (no torch): the CLI reads the defaults from it
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from functools import cache
 from importlib import resources
 from typing import Any
+
+from langfeat.errors import UsageError
 
 # Field -> flag, where the flag is not the field name with '-' for '_' (the paper's flag names).
 FLAGS = {
@@ -228,3 +230,89 @@ def identify_defaults() -> dict[str, Any]:
     for name, value, typ in re.findall(r"(\w+):\s*([-0-9.eE]+)::(DOUBLE|INTEGER)", body):
         out[name] = int(value) if typ == "INTEGER" else float(value)
     return out
+
+
+def _corpus_languages() -> tuple[str, ...]:
+    from langfeat.corpus import LANGUAGES
+
+    return tuple(LANGUAGES)
+
+
+CHECK_TEXTS = (
+    "The weather was lovely, so we walked along the river until sunset.",
+    "Morgen fahren wir mit dem Zug nach Hamburg, um meine Großmutter zu besuchen.",
+    "Je voudrais un café et un croissant, s'il vous plaît.",
+    "Сегодня вечером мы пойдём в театр смотреть новый спектакль.",
+    "今日は友達と一緒に公園で昼ご飯を食べました。",
+    "ฉันชอบกินข้าวเหนียวมะม่วงในฤดูร้อน",
+)
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    """Sizes of the demo (docs/demo.md explains the choice). ``*_docs`` are per language; None = the whole split."""
+
+    store: str = "demo-store"
+    model: str = "gemma3-270m"
+    langs: tuple[str, ...] = _corpus_languages()
+    layers: tuple[int, ...] = (2, 4, 6)
+    num_latents: int = 2048
+    k: int = 32
+    lr: float = 1e-3
+    train_docs: int | None = 16
+    ctx_len: int = 128
+    train_batch: int = 8
+    fvu_docs: int = 2
+    identify_docs: int | None = 10
+    eval_docs: int | None = 20
+    topk_threshold_ratio: float = 0.5
+    example_rate: float = 0.8
+    hfl_rate: float = 0.01
+    max_length: int = 128
+    batch: int = 16
+    ppl_langs: tuple[str, ...] = ("en", "de", "zh")
+    ppl_docs: int = 3
+    generate_langs: tuple[str, ...] = ("de", "fr", "ja")
+    generate_multipliers: tuple[float, ...] = (0.0, 1.0)
+    generate_times: int = 4
+    generate_tokens: int = 24
+    check_texts: tuple[str, ...] = CHECK_TEXTS
+    device: str = "auto"
+    seed: int = 0
+
+    @property
+    def sae_dir(self) -> str:
+        """Where the SAEs are trained: ``<store>-saes``."""
+        return f"{self.store.rstrip('/')}-saes"
+
+    @property
+    def sae_pattern(self) -> str:
+        return "model.layers.{" + ",".join(map(str, self.layers)) + "}.mlp" if len(self.layers) > 1 \
+            else f"model.layers.{self.layers[0]}.mlp"
+
+    @property
+    def neuron_pattern(self) -> str:
+        return self.sae_pattern + ".act_fn"
+
+    def quick(self) -> DemoConfig:
+        """A smaller run (a few minutes after the model is converted): one pass over less text, fewer samples."""
+        return replace(self, train_docs=4, identify_docs=6, eval_docs=8, ppl_docs=2, ppl_langs=self.ppl_langs[:2],
+                       generate_langs=self.generate_langs[:2], generate_times=2, check_texts=self.check_texts[:3])
+
+    def check(self) -> DemoConfig:
+        for what, value in (("--num-latents", self.num_latents), ("--k", self.k), ("--ctx-len", self.ctx_len),
+                            ("--batch", self.batch), ("--max-length", self.max_length)):
+            if value < 1:
+                raise UsageError(f"{what} {value} is not positive: pass a value >= 1")
+        if not self.layers:
+            raise UsageError("no layers: pass --layer with at least one layer number")
+        if self.k > self.num_latents:
+            raise UsageError(f"--k {self.k} exceeds --num-latents {self.num_latents}: lower k")
+        for group in (self.langs, self.ppl_langs, self.generate_langs):
+            for lang in group:
+                if lang not in _corpus_languages():
+                    raise UsageError(f"unknown demo language {lang!r}: use one of {' '.join(_corpus_languages())}")
+        return self
+
+
+DEFAULT_BASE_URL = "https://api.openai.com/v1"  # the chat-completions endpoint of `interpret --explainer openai:…`

@@ -8,7 +8,7 @@ import typer
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
 from langfeat.cli.options import Progress, quiet_progress
-from langfeat.demo import DemoConfig as D
+from langfeat.options import DemoConfig as D
 
 if TYPE_CHECKING:
     from langfeat.demo import DemoSummary

@@ -9,7 +9,7 @@ import typer
 from langfeat.cli.app import app, err_console, handle_errors, out_console, report_app
 from langfeat.cli.output import Format, FormatOption, OutputOption, StoreOption, emit, rich_table
 from langfeat.cli.ppl_cmd import split_values
-from langfeat.experiments import interpret as ip
+from langfeat.options import DEFAULT_BASE_URL
 from langfeat.progress import progress_bar
 
 
@@ -21,7 +21,7 @@ def interpret_command(
     explainer: Annotated[str, typer.Option(help="openai:MODEL (any chat-completions endpoint) or "
                                   "local:MODEL (folder, GGUF file or 'smollm2').")] = "local:smollm2",
     base_url: Annotated[str, typer.Option(help="Endpoint of openai:MODEL, e.g. "
-                                 "https://openrouter.ai/api/v1 or http://127.0.0.1:8000/v1.")] = ip.DEFAULT_BASE_URL,
+                                 "https://openrouter.ai/api/v1 or http://127.0.0.1:8000/v1.")] = DEFAULT_BASE_URL,
     api_key_env: Annotated[str | None, typer.Option(help="Variable holding the API key (default: the first set of "
                                            "LANGFEAT_API_KEY, OPENAI_API_KEY, OPENROUTER_API_KEY).")] = None,
     n_examples_train: Annotated[int, typer.Option(help="Top-activating examples shown to the explainer.")] = 40,
@@ -55,6 +55,8 @@ def interpret_command(
     Example: langfeat interpret --feature-set lape_all --explainer openai:openai/gpt-4.1
     --base-url https://openrouter.ai/api/v1
     """
+    from langfeat.experiments import interpret as ip
+
     opts = ip.InterpretOptions(
         feature_set=feature_set, explainer=explainer, base_url=base_url, api_key_env=api_key_env,
         n_examples_train=n_examples_train, n_examples_test=n_examples_test, n_quantiles=n_quantiles,
@@ -85,6 +87,7 @@ def report_interpret(
     output: OutputOption = None,
 ) -> None:
     """Mean detection / fuzz scores per language (the paper's average_scores.csv) of an interpret result."""
+    from langfeat.experiments import interpret as ip
     from langfeat.store import open_store
 
     with open_store(store) as st:

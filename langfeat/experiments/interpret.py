@@ -38,10 +38,10 @@ import polars as pl
 
 from langfeat import langs
 from langfeat.errors import LangfeatError, UsageError
+from langfeat.options import DEFAULT_BASE_URL
 
 SCORERS = ("detection", "fuzz")
 KEY_ENVS = ("LANGFEAT_API_KEY", "OPENAI_API_KEY", "OPENROUTER_API_KEY")
-DEFAULT_BASE_URL = "https://api.openai.com/v1"
 MARK_OPEN, MARK_CLOSE = "<<", ">>"
 CACHE_TABLE = "interpret_cache"
 FLUSH_EVERY = 16  # answers buffered before a cache part is written ...
