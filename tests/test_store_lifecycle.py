@@ -153,7 +153,7 @@ def test_second_writer_of_a_run_stops_then_waits(toy_model_dir, toy_sae_dir, cor
     store = tmp_path / "store"
     args = ingest_args(toy_model_dir, toy_sae_dir, corpus, store)
     first = start(args, fault="begin:sleep:300")  # holds the run until it is stopped
-    wait_for(lambda: live_lock(store))
+    wait_for(lambda: live_lock(store) and manifests(store))
     # the run is live: `runs` says running, not interrupted
     listed = CliRunner().invoke(app, ["runs", "--store", str(store), "-f", "csv"])
     assert pl.read_csv(listed.stdout.encode())["status"].to_list() == ["running"]
@@ -175,7 +175,7 @@ def test_second_writer_of_a_run_stops_then_waits(toy_model_dir, toy_sae_dir, cor
 def test_rm_refuses_a_live_run(toy_model_dir, toy_sae_dir, corpus, tmp_path):
     store = tmp_path / "store"
     first = start(ingest_args(toy_model_dir, toy_sae_dir, corpus, store), fault="begin:sleep:4")
-    wait_for(lambda: live_lock(store))
+    wait_for(lambda: live_lock(store) and manifests(store))
     (m,) = manifests(store)
     res = CliRunner().invoke(app, ["rm", m["run_id"], "--store", str(store)])
     assert res.exit_code == 2 and "is being written by pid" in res.stderr
@@ -209,7 +209,7 @@ def test_sigterm_fails_cleanly_and_resumes(toy_model_dir, toy_sae_dir, corpus, r
     store = tmp_path / "store"
     args = ingest_args(toy_model_dir, toy_sae_dir, corpus, store)
     proc = start(args, fault="begin:sleep:60")
-    wait_for(lambda: live_lock(store))
+    wait_for(lambda: live_lock(store) and manifests(store))  # begun: owned and its manifest written
     proc.send_signal(signal.SIGTERM)
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 143
