@@ -42,9 +42,9 @@ def main() -> None:
             "langfeat sql 'SELECT 1'": ["sql", "SELECT 1", "--store", store, "--format", "csv"],
         }
         if args.store is None:
-            from langfeat.store import ensure_store
+            from langfeat.store import build_catalog
 
-            ensure_store(store)
+            build_catalog(store)  # as every writing command leaves a store: catalog.duckdb current
         print(f"{'command':<28} {'median s':>9} {'min s':>7}  heavy imports")
         for label, argv in cases.items():
             times = []

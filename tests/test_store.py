@@ -20,7 +20,7 @@ from factories import add_run, write_set, write_table
 import langfeat
 from langfeat import store as store_mod
 from langfeat.errors import StoreError, UsageError
-from langfeat.store import ensure_store, open_store, refresh_catalog
+from langfeat.store import Store, ensure_store, open_store, refresh_catalog
 from langfeat.store import runs as runs_mod
 from langfeat.store.layout import Layout, arrow_schemas, doc_id
 
@@ -249,7 +249,7 @@ def test_open_store_errors(tmp_path, monkeypatch):
 def test_catalog_has_same_views(populated):
     layout, _ = populated
     refresh_catalog(layout.root)  # what every writing command does
-    with open_store(layout.root) as store:
+    with Store(layout, catalog=False) as store:  # the views run from the SQL files
         views = store.views()
         expected = {v: store.sql(f'SELECT * FROM "{v}"') for v in ("runs", "docs", "events", "languages")}
     with duckdb.connect(str(layout.catalog), read_only=True) as con:
@@ -267,6 +267,33 @@ def test_catalog_has_same_views(populated):
     assert meta["schema_version"] == (Path(store_mod.__file__).parents[2] / "db" / "VERSION").read_text().strip()
     assert meta["langfeat_version"] == langfeat.__version__
     assert set(meta) == {"schema_version", "langfeat_version", "store_path", "sql_hash", "built_at"}
+
+
+def _database(store: Store) -> str:
+    return store.con.sql("SELECT current_database()").fetchall()[0][0]
+
+
+def test_open_store_uses_the_catalog_only_when_current(populated):
+    layout, _ = populated
+    query = "SELECT * FROM docs ORDER BY run_id, doc_id"
+    with Store(layout, catalog=False) as store:
+        assert _database(store) == "memory"
+        expected = store.sql(query)
+    assert expected.height > 0
+    refresh_catalog(layout.root)
+    with open_store(layout.root) as store:
+        assert _database(store) == "catalog"  # read-only, no view file executed
+        assert store.sql(query).equals(expected)
+        assert store.views() == Store(layout, catalog=False).views()
+    with duckdb.connect(str(layout.catalog)) as con:
+        con.execute("UPDATE langfeat_meta SET value = 'other' WHERE key = 'sql_hash'")
+    with open_store(layout.root) as store:  # stale (another langfeat's SQL): views run from this one's files
+        assert _database(store) == "memory"
+        assert store.sql(query).equals(expected)
+    layout.catalog.write_bytes(b"not a database")
+    with open_store(layout.root) as store:
+        assert _database(store) == "memory"
+        assert store.sql(query).equals(expected)
 
 
 def test_catalog_rebuilt_when_stale_or_moved(tmp_path):

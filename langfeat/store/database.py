@@ -1,9 +1,11 @@
 """The store as a database: :class:`Store`, an in-memory DuckDB connection holding every view over the files.
 
-``open_store(path)`` runs every ``db/*.sql`` view file and then every ``queries/*.sql`` file on an in-memory
-connection (``{store}`` replaced by the absolute store path). An in-memory connection locks nothing, so readers
-work while an ingestion writes: a run's data shows once its manifest says complete. Opening a store to read
-writes nothing (a read-only store can be queried); ``catalog.duckdb`` is refreshed by the commands that write.
+``open_store(path)`` opens the store's ``catalog.duckdb`` read-only when it is current (same schema, langfeat
+version, store path and SQL text; writers keep it so), else runs every ``db/*.sql`` view file and then every
+``queries/*.sql`` file on an in-memory connection (``{store}`` replaced by the absolute store path). Neither
+locks anything a writer needs (catalogs are replaced by rename), so readers work while an ingestion writes: a
+run's data shows once its manifest says complete. Opening a store to read writes nothing (a read-only store can
+be queried).
 
 :meth:`Store.read_only_sql` / :meth:`Store.stream` run user SQL read-only: one SELECT (or EXPLAIN of one), on a
 connection whose configuration is locked and that installs or loads no extension.
@@ -20,7 +22,7 @@ import duckdb
 import polars as pl
 
 from langfeat.errors import StoreError, UsageError
-from langfeat.store.catalog import execute_views, one_line, view_descriptions, view_files
+from langfeat.store.catalog import META_TABLE, execute_views, expected_meta, one_line, view_descriptions, view_files
 from langfeat.store.layout import Layout, corrupt_file_message, store_path
 from langfeat.store.placeholders import ensure_store, missing_placeholders
 
@@ -37,14 +39,18 @@ __all__ = ["Store", "open_store"]
 class Store:
     """A langfeat store opened for queries: an in-memory DuckDB connection holding every view."""
 
-    def __init__(self, layout: Layout, files: Sequence[tuple[str, str]] | None = None):
+    def __init__(self, layout: Layout, files: Sequence[tuple[str, str]] | None = None, catalog: bool = True):
+        """Views from ``catalog.duckdb`` when it is current and ``catalog`` is true, else run from ``files``."""
         self.layout = layout
         self.root = layout.root
-        self.con = duckdb.connect(":memory:")
+        files = view_files() if files is None else files
         self._locked = False
+        con = _current_catalog(layout, files) if catalog else None
+        self.con = con if con is not None else duckdb.connect(":memory:")
         try:
             self.con.execute("SET TimeZone = 'UTC'")
-            execute_views(self.con, self.root, view_files() if files is None else files)
+            if con is None:
+                execute_views(self.con, self.root, files)
         except BaseException:
             self.con.close()
             raise
@@ -204,6 +210,26 @@ class Store:
 
     def feature_sets(self, name: Any = None) -> pl.DataFrame:
         return self.view("feature_sets", name=name)
+
+
+def _current_catalog(layout: Layout, files: Sequence[tuple[str, str]]) -> duckdb.DuckDBPyConnection | None:
+    """A read-only connection to the store's ``catalog.duckdb`` if it holds exactly the views of ``files`` for
+    this store (its ``langfeat_meta`` matches), else None; binding ~70 view files per open is the slow part of a
+    trivial query."""
+    if not layout.catalog.is_file():
+        return None
+    try:
+        con = duckdb.connect(str(layout.catalog), read_only=True)
+    except duckdb.Error:  # held for writing by another program (the duckdb CLI), or unreadable
+        return None
+    try:
+        meta = dict(con.sql(f"SELECT key, value FROM {META_TABLE}").fetchall())
+        if all(meta.get(k) == v for k, v in expected_meta(layout.root, files).items()):
+            return con
+    except duckdb.Error:
+        pass
+    con.close()
+    return None
 
 
 def open_store(path: str | os.PathLike | None = None, create: bool = False) -> Store:
