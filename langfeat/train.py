@@ -54,6 +54,50 @@ def _truncated(model, last_layer: int):
         model.lm_head = head
 
 
+class LossLog:
+    """The training FVU of each SAE, batch by batch, read from the SAEs' forward outputs (sparsify reports its
+    loss only to wandb); a line on stderr every ``every`` batches, above sparsify's progress bar."""
+
+    def __init__(self, saes: dict, n_batches: int, echo: bool = True):
+        self.names = list(saes)
+        self.n_batches = n_batches
+        self.every = max(1, n_batches // 10)
+        self.echo = echo
+        self.history: list[dict[str, float]] = []
+        self._pending: dict[str, float] = {}
+        self._handles = [sae.register_forward_hook(self._hook(name), with_kwargs=True) for name, sae in saes.items()]
+
+    def _hook(self, name: str):
+        def hook(_module, _args, _kwargs, out) -> None:
+            self._pending[name] = self._pending.get(name, 0.0) + float(out.fvu.detach())
+            if len(self._pending) == len(self.names):
+                self.history.append({n: self._pending[n] for n in self.names})
+                self._pending = {}
+                step = len(self.history)
+                if self.echo and (step % self.every == 0 or step == self.n_batches):
+                    self.write(f"batch {step}/{self.n_batches} training FVU: {self.line(self.history[-1])}")
+        return hook
+
+    @staticmethod
+    def line(values: dict[str, float]) -> str:
+        return ", ".join(f"{name} {v:.3f}" for name, v in values.items())
+
+    @staticmethod
+    def write(message: str) -> None:
+        from tqdm.auto import tqdm
+
+        tqdm.write(message, file=sys.stderr)
+
+    def final(self) -> dict[str, float]:
+        """The mean FVU per SAE over the last tenth of the batches."""
+        tail = self.history[-self.every:]
+        return {n: sum(h[n] for h in tail) / len(tail) for n in self.names} if tail else {}
+
+    def close(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+
+
 def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> dict[str, Path]:
     """Train one SAE per hooked layer on the MLP outputs of ``texts``; return ``{hookpoint: folder}``.
 
@@ -102,7 +146,15 @@ def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> di
             run_name="run",
         )
         with contextlib.redirect_stdout(sys.stderr), _truncated(model, max(s.layer for s in specs)):
-            Trainer(cfg, data, model).fit()  # sparsify prints progress to stdout
+            trainer = Trainer(cfg, data, model)
+            log = LossLog(trainer.saes, len(data) // config.batch_size)
+            try:
+                trainer.fit()  # sparsify prints progress to stdout
+            finally:
+                log.close()
+        if log.history:
+            log.write(f"final training FVU (mean of the last {min(log.every, len(log.history))} batches): "
+                      f"{log.line(log.final())}")
         out.mkdir(parents=True, exist_ok=True)
         paths = {}
         for hookpoint in hookpoints:

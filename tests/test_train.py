@@ -30,6 +30,8 @@ def test_train_sae_cli_learns(toy_model_dir, tmp_path):
     ])
     assert result.exit_code == 0, result.output
     assert sorted(p.name for p in out.iterdir()) == ["layers.1.mlp", "layers.2.mlp"]
+    final = [ln for ln in result.output.splitlines() if ln.startswith("final training FVU")]
+    assert len(final) == 1 and "layers.1.mlp " in final[0] and "layers.2.mlp " in final[0], result.output
 
     model = AutoModelForCausalLM.from_pretrained(toy_model_dir).eval()
     tok = AutoTokenizer.from_pretrained(toy_model_dir)
@@ -51,3 +53,29 @@ def test_train_sae_rejects_bad_layer(toy_model_dir, tmp_path):
     assert result.exit_code == 2
     assert "model.layers.9.mlp" in result.output
     assert not (tmp_path / "s").exists()
+
+
+def test_loss_log_records_each_batch_and_the_tail_mean(capsys):
+    from types import SimpleNamespace
+
+    from langfeat.train import LossLog
+
+    class Fake(torch.nn.Module):
+        def forward(self, x, y=None):
+            return SimpleNamespace(fvu=torch.tensor(float(x)))
+
+    saes = {"layers.0.mlp": Fake(), "layers.1.mlp": Fake()}
+    log = LossLog(saes, n_batches=20)
+    assert log.every == 2
+    for step in range(20):
+        saes["layers.0.mlp"](x=1.0 / (step + 1))
+        saes["layers.1.mlp"](x=float(step))
+    log.close()
+    saes["layers.0.mlp"](x=5.0)  # hooks removed: not recorded
+    assert len(log.history) == 20
+    assert log.history[3] == {"layers.0.mlp": 0.25, "layers.1.mlp": 3.0}
+    f32 = [float(torch.tensor(1 / n)) for n in (19, 20)]  # the fvu tensors are float32
+    assert log.final() == {"layers.0.mlp": (f32[0] + f32[1]) / 2, "layers.1.mlp": 18.5}
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 10  # every second batch
+    assert lines[0] == "batch 2/20 training FVU: layers.0.mlp 0.500, layers.1.mlp 1.000"
