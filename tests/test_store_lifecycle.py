@@ -111,14 +111,22 @@ def reference(toy_model_dir, toy_sae_dir, corpus, tmp_path_factory) -> Path:
 # SIGKILL at every stage, then resume
 
 
-@pytest.mark.parametrize("point", ["begin", "shard-1", "commit", "commit-renamed", "commit-done"])
+@pytest.mark.parametrize("point", ["begin-owned", "begin", "shard-1", "commit", "commit-renamed", "commit-done"])
 def test_kill_resume_identical(toy_model_dir, toy_sae_dir, corpus, reference, tmp_path, point):
     store = tmp_path / "store"
     args = ingest_args(toy_model_dir, toy_sae_dir, corpus, store)
     killed = run_cli(args, fault=point)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
-    (m,) = manifests(store)
     layout = Layout(store)
+    if point == "begin-owned":  # killed before the manifest was written: no run at all, only its lock file
+        assert manifests(store) == []
+        with open_store(store) as st:
+            assert st.runs().height == 0 and st.sql("SELECT count(*) AS n FROM docs")["n"][0] == 0
+        assert run_cli(args).returncode == 0
+        same_store(reference, store)
+        assert verify_store(store)[0] == []
+        return
+    (m,) = manifests(store)
     with open_store(store) as st:  # what a reader sees after the kill
         docs = st.sql("SELECT count(*) AS n FROM docs")["n"][0]
         status = st.runs()["status"].to_list()

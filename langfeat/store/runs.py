@@ -388,6 +388,7 @@ def begin_run(layout: Layout, record: RunManifest | dict[str, Any], overwrite: b
     acquire_run(layout, run_id, wait=wait)
     try:
         with store_lock(layout):
+            fault_point("begin-owned")  # owned, manifest not yet written: the rerun starts the run afresh
             existing = read_manifest(layout, run_id)
             if existing is not None and (overwrite or existing.get("status") == "removing"):
                 drop_run(layout, run_id, locked=True)
