@@ -141,15 +141,17 @@ def train_step(config: DemoConfig, models: Models) -> bool:
         return False
     model, tokenizer = models.get()
     texts = _interleaved("synthetic", "train", config.langs, config.train_docs)
-    train_saes(TrainSaeConfig(layers=[config.sae_pattern], out_dir=str(out), num_latents=config.num_latents,
-                              k=config.k, lr=config.lr, batch_size=config.train_batch, ctx_len=config.ctx_len,
-                              seed=config.seed), model, tokenizer, texts)
-    (out / "train_tokens.json").write_text(json.dumps({"tokens": train_tokens(config, tokenizer)}))
+    trained = train_saes(TrainSaeConfig(
+        layers=[config.sae_pattern], out_dir=str(out), num_latents=config.num_latents, k=config.k, lr=config.lr,
+        batch_size=config.train_batch, ctx_len=config.ctx_len, seed=config.seed), model, tokenizer, texts)
+    (out / "train_tokens.json").write_text(json.dumps({"tokens": trained.tokens}))
     return True
 
 
 def train_tokens(config: DemoConfig, tokenizer: Any) -> int:
-    """Tokens one training pass sees: the chunks ``train_saes`` cuts from the training text × ``ctx_len``."""
+    """Tokens one training pass sees: the chunks ``train_saes`` cuts from the training text × ``ctx_len`` (for SAEs
+    trained before ``train_tokens.json`` was written; tokenizing through datasets costs ~20 s on Gemma's
+    vocabulary)."""
     from datasets import Dataset
     from sparsify.data import chunk_and_tokenize
 

@@ -54,6 +54,15 @@ def _truncated(model, last_layer: int):
         model.lm_head = head
 
 
+@dataclass
+class TrainedSaes:
+    """What :func:`train_saes` wrote: ``{hookpoint: folder}``, the tokens one pass saw, the final training FVU."""
+
+    paths: dict[str, Path]
+    tokens: int
+    fvu: dict[str, float]
+
+
 class LossLog:
     """The training FVU of each SAE, batch by batch, read from the SAEs' forward outputs (sparsify reports its
     loss only to wandb); a line on stderr every ``every`` batches, above sparsify's progress bar."""
@@ -98,8 +107,8 @@ class LossLog:
             handle.remove()
 
 
-def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> dict[str, Path]:
-    """Train one SAE per hooked layer on the MLP outputs of ``texts``; return ``{hookpoint: folder}``.
+def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> TrainedSaes:
+    """Train one SAE per hooked layer on the MLP outputs of ``texts``; return where they are and what they saw.
 
     The texts are joined and cut into ``ctx_len``-token chunks (sparsify's ``chunk_and_tokenize``); training is
     one pass without shuffling. The saved weights are sparsify's evaluation weights.
@@ -147,7 +156,7 @@ def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> di
         )
         with contextlib.redirect_stdout(sys.stderr), _truncated(model, max(s.layer for s in specs)):
             trainer = Trainer(cfg, data, model)
-            log = LossLog(trainer.saes, len(data) // config.batch_size)
+            log = LossLog(trainer.saes, -(-len(data) // config.batch_size))  # the last batch may be short
             try:
                 trainer.fit()  # sparsify prints progress to stdout
             finally:
@@ -166,4 +175,4 @@ def train_saes(config: TrainSaeConfig, model, tokenizer, texts: list[str]) -> di
                 shutil.rmtree(dst)
             shutil.copytree(src, dst)
             paths[hookpoint] = dst
-    return paths
+    return TrainedSaes(paths, len(data) * config.ctx_len, log.final())

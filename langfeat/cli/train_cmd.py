@@ -97,6 +97,6 @@ def train_sae_command(
     if expansion_factor is not None:
         num_latents = expansion_factor * int(mdl.config.hidden_size)
     config = build(T, locals(), layers=paths, num_latents=num_latents or T.num_latents)
-    paths_out = train_saes(config, mdl, tokenizer, texts)
-    for hookpoint, path in paths_out.items():
+    trained = train_saes(config, mdl, tokenizer, texts)
+    for hookpoint, path in trained.paths.items():
         err_console.print(f"{hookpoint}: {path}", highlight=False)

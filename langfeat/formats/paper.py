@@ -666,20 +666,21 @@ def export_pt(
     st = open_store(store) if own else store
     try:
         df = feature_set(st, name)
-        if df.height == 0:
+        params = _set_params(st.layout, name)
+        if df.height == 0 and not params.get("kind"):
             raise UsageError(f"no feature set named {name!r}: list them with `langfeat sets`")
-        kinds = df["kind"].unique().to_list()
+        kinds = df["kind"].unique().to_list() if df.height else [params["kind"]]  # an empty set: every list empty
         if len(kinds) != 1:
             raise UsageError(f"feature set {name!r} mixes kinds {kinds}: export one kind per file")
         kind = str(kinds[0])
-        params = _set_params(st.layout, name)
         tags = _set_langs(st, params, df)
         num_examples, num_tokens = _totals(st, params, kind, tags)
     finally:
         if own:
             st.close()
-    n_layers = max(int(df["layer"].max()) + 1, int(params.get("layers") or 0) if isinstance(params.get("layers"),
-                                                                                             int) else 0)
+    layers = params.get("layers")
+    n_layers = max(int(df["layer"].max()) + 1 if df.height else 0,
+                   (max(layers) + 1 if layers else 0) if isinstance(layers, list) else int(layers or 0))
     decoders: dict[int, torch.Tensor] = {}
     if kind == "sae" and (sae_model or local_sae_dir):
         from langfeat.layers import mlp_specs
