@@ -67,3 +67,21 @@ def test_runs_fit_80_columns(tmp_path):
     assert "…" not in res.output
     for value in ("run0-0123456789abcdef", "run1-0123456789abcdef", "123456", "complete", "Llama-3.2-1B"):
         assert value in res.output
+
+
+def test_sets_fit_80_columns(tmp_path):
+    from factories import write_set
+
+    from langfeat.store import ensure_store
+
+    root = tmp_path / "store"
+    ensure_store(root)
+    name = "lape_top_1_per_layer_by_entropy"
+    write_set(root, name, [("en", 3, 1234), ("de", 15, 99)])
+    res = CliRunner().invoke(app, ["sets", "--store", str(root)], env={"COLUMNS": "80"})
+    assert res.exit_code == 0, res.output
+    assert max(len(line) for line in res.output.splitlines()) <= 80
+    assert "…" not in res.output
+    assert name in "".join(line.split("│")[1].strip() for line in res.output.splitlines() if line.count("│") > 2)
+    wide = CliRunner().invoke(app, ["sets", "--store", str(root)], env={"COLUMNS": "200"})
+    assert "params" in wide.output and "…" not in wide.output

@@ -35,7 +35,34 @@ def sets_cmd(store: StoreOption = None, fmt: FormatOption = Format.table, output
     """
     from langfeat.reports import sets_report
 
-    emit(sets_report(store), fmt, output, title="feature sets")
+    df = sets_report(store)
+    if fmt is Format.table and output is None:
+        out_console.print(_sets_table(df, out_console.width))
+        return
+    emit(df, fmt, output, title="feature sets")
+
+
+def _sets_table(df: pl.DataFrame, width: int) -> Table:
+    """The set list on screen: every column from 132 terminal columns up; narrower, the parameters (a long
+    key=value list) and creation times are left to ``--format json``, so no value is cut at 80 (long names fold)."""
+    if width >= 132:
+        table = rich_table(df, "feature sets")
+        table.columns[0].no_wrap = True
+        table.columns[-1].overflow = "fold"
+        return table
+    table = Table(title="feature sets", header_style="bold", pad_edge=False,
+                  caption="units: distinct features or neurons; pairs: (language, unit) memberships; created and "
+                          "parameters: langfeat sets --format json")
+    table.add_column("name", overflow="fold")
+    for col in ("algorithm", "kind"):
+        table.add_column(col, no_wrap=True)
+    for col in ("units", "pairs", "langs"):
+        table.add_column(col, justify="right", no_wrap=True)
+    table.add_column("layers", no_wrap=True)
+    for r in df.iter_rows(named=True):
+        table.add_row(r["name"], r["algorithm"] or "", r["kind"] or "", str(r["features"]), str(r["memberships"]),
+                      str(r["languages"]), r["layers"] or "")
+    return table
 
 
 @report_app.command("features")
