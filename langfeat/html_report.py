@@ -362,6 +362,30 @@ def _generate_blocks(st: Any, figs: _Figures) -> list[dict[str, Any]]:
     return blocks
 
 
+def _interpret_blocks(st: Any, figs: _Figures) -> list[dict[str, Any]]:
+    scores = st.sql("SELECT * FROM interpret_lang_scores ORDER BY name, scorer")
+    if scores.height == 0:
+        return []
+    blocks: list[dict[str, Any]] = []
+    for i, (name,) in enumerate(scores.select("name").unique(maintain_order=True).iter_rows()):
+        part = scores.filter(pl.col("name") == name)
+        langs = _lang_order(part["lang"].to_list())
+        scorers = sorted(set(part["scorer"].to_list()))
+        cell = {(r["lang"], r["scorer"]): r["accuracy"] for r in part.iter_rows(named=True)}
+        z = [[cell.get((lang, sc)) for sc in scorers] for lang in langs]
+        fig = _heatmap(z, scorers, [_lang_label(lang) for lang in langs], "Viridis", ".2f",
+                       "%{y}, %{x}: accuracy %{z:.3f}<extra></extra>", xtitle="scorer", ytitle="language")
+        blocks.append({"figure": figs.render(
+            fig, f"fig-interpret-{i}", f"{name}: mean scorer accuracy of the explanations per language",
+            "0.5 is chance: detection and fuzzing score balanced sets of activating and non-activating examples")})
+        order = {t: j for j, t in enumerate(langs)}
+        table = part.with_columns(pl.col("lang").replace_strict(order).alias("_o")).sort("_o", "scorer").drop(
+            "_o", "name")
+        blocks.append({"table": Table.of(table), "caption": f"{name}: mean scores per language and scorer (the "
+                       "explanations themselves are in the feature tables above)"})
+    return blocks
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the page
 
@@ -392,6 +416,9 @@ def _sections(st: Any, top: int, n_contexts: int, around: int, tokenizer: str | 
          _ppl_blocks(st, figs)),
         ("generate", "Steered generation", "Samples judged by the fastText language identifier.",
          _generate_blocks(st, figs)),
+        ("interpret", "Auto-interpretation", "Explanations written from each feature's top-activating contexts, "
+         "scored by an LLM deciding which held-out contexts activate it (`langfeat interpret`).",
+         _interpret_blocks(st, figs)),
     ):
         if blocks:
             sections.append(Section(sid, title, intro, blocks))

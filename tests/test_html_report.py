@@ -111,6 +111,11 @@ PPL = [
 ]
 
 # Generated samples: (lang, α, judged language).
+# interpret result "int" on s1: (scorer, layer, feature, [(activating, prediction), ...])
+INTERPRET = [("detection", 1, 5, [(True, True), (True, False), (False, False), (False, False)]),
+             ("detection", 1, 9, [(True, True), (False, True)]),
+             ("fuzz", 1, 5, [(True, True), (False, True), (True, None)]),
+             ("fuzz", 1, 9, [(True, True), (False, False)])]
 GENERATE = [("fr", 0.0, "en"), ("fr", 0.0, "fr"), ("fr", 0.3, "fr"), ("fr", 0.3, "fr"), ("fr", 0.3, "de"),
             ("fr", 0.3, None), ("en", 0.0, "en"), ("en", 0.0, "en"), ("en", -1.0, "de"), ("en", -1.0, "en")]
 
@@ -182,6 +187,14 @@ def full_store(tmp_path_factory, toy_model_dir) -> dict:
         "n_new_tokens": 4, "stopped_eos": True, "n_units": 3, "lid_lang": [g[2] for g in GENERATE],
         "lid_prob": [None if g[2] is None else 0.9 for g in GENERATE],
     }, schema_overrides={"lid_lang": pl.String}))
+    write_result(layout, "interpret_explanations", "int", pl.DataFrame({
+        "feature_set": "s1", "layer": [1, 1], "feature": [5, 9], "explainer": "local:toy", "n_train": 3,
+        "explanation": ["english words", "thai script"]}))
+    write_result(layout, "interpret_predictions", "int", pl.DataFrame([
+        {"scorer": sc, "layer": layer, "feature": f, "example": j, "quantile": None, "activating": a,
+         "prediction": p, "prob": None}
+        for sc, layer, f, answers in INTERPRET for j, (a, p) in enumerate(answers)],
+        schema_overrides={"quantile": pl.Int32, "prediction": pl.Boolean, "prob": pl.Float64}))
     return {"root": root, "tok": tok, "en_ids": en_ids, "th_ids": th_ids}
 
 
@@ -258,7 +271,7 @@ def test_full_store_renders_every_section(full_store, browser, tmp_path):
     shutil.copy(tmp_path / "report.png", out / "report.png")  # kept beside the page in the test's tmp dir
 
     assert page.eval_on_selector_all("section", "s => s.map(e => e.id)") == \
-        ["runs", "features", "classify", "ppl", "generate"]
+        ["runs", "features", "classify", "ppl", "generate", "interpret"]
     n_figures = page.locator(".js-plotly-plot").count()
     for i in range(n_figures):
         box = page.locator(".js-plotly-plot").nth(i).bounding_box()
@@ -368,7 +381,17 @@ def test_full_store_renders_every_section(full_store, browser, tmp_path):
             assert rate == pytest.approx(hits / len(judged))
     assert [t["name"] for t in fig["data"]] == ["English", "French"]
 
-    assert n_figures == 2 + 1 + 1 + 1 + len(CLASSIFY) + 1 + 1
+    # Auto-interpretation: mean accuracy per language (s1: feature 5 is English, 9 Thai) and scorer, by hand.
+    fig = figure(page, "fig-interpret-0")
+    assert fig["data"][0]["x"] == ["detection", "fuzz"] and fig["data"][0]["y"] == ["English", "Thai"]
+    def acc(answers):
+        answered = [(a, p) for a, p in answers if p is not None]
+        return sum(a == p for a, p in answered) / len(answered)
+    by = {(f, sc): acc(ans) for sc, _, f, ans in INTERPRET}
+    assert fig["data"][0]["z"] == [[by[(5, "detection")], by[(5, "fuzz")]], [by[(9, "detection")], by[(9, "fuzz")]]]
+    assert fig["data"][0]["z"] == [[0.75, 0.5], [0.5, 1.0]]
+
+    assert n_figures == 2 + 1 + 1 + 1 + len(CLASSIFY) + 1 + 1 + 1
     assert page.problems == []
     page.close()
 
