@@ -259,11 +259,11 @@ class DemoConfig:
     num_latents: int = 2048
     k: int = 32
     lr: float = 1e-3
-    train_docs: int | None = 16
+    train_docs: int | None = None
     ctx_len: int = 128
     train_batch: int = 8
     fvu_docs: int = 2
-    identify_docs: int | None = 10
+    identify_docs: int | None = None
     eval_docs: int | None = 20
     topk_threshold_ratio: float = 0.5
     example_rate: float = 0.8
