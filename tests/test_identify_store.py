@@ -119,7 +119,7 @@ def test_cli_identify_exports_and_errors(toy_store, tmp_path):
     n_units = stored.select("layer", "feature").unique().height
     line = (f"algorithm sae-lape (sae); {n_units} units, {stored.height} (language, unit) memberships; "
             f"{len({(m.layer, m.unit) for m in members})} candidates; entropy {stored['entropy'].min():.4f} – "
-            f"{stored['entropy'].max():.4f}; 3 runs, layers 1–2")
+            f"{stored['entropy'].max():.4f}; 3 runs, layers 1-2")
     assert line in res.stdout.splitlines()
     with open(out_csv, newline="", encoding="utf-8") as fh:
         rows = list(csv.DictReader(fh))
@@ -163,5 +163,5 @@ def test_cli_identify_neuron_lape(toy_store):
     assert df.height == sum(len(v) for v in ref_sel.values()) > 0
     line = (f"algorithm lape (neuron); {df.select('layer', 'feature').unique().height} units, {df.height} "
             f"(language, unit) memberships; 64 units per layer; entropy {df['entropy'].min():.4f} – "
-            f"{df['entropy'].max():.4f}; 3 runs, layers 1–2")
+            f"{df['entropy'].max():.4f}; 3 runs, layers 1-2")
     assert line in res.stdout.splitlines()

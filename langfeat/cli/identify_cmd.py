@@ -10,6 +10,7 @@ from rich.table import Table
 
 from langfeat.cli.app import app, err_console, handle_errors, out_console
 from langfeat.cli.output import StoreOption
+from langfeat.layers import compact
 from langfeat.options import identify_defaults
 
 _D = identify_defaults()  # the defaults of the identify macros (one definition, in SQL)
@@ -41,17 +42,11 @@ def _report(df: pl.DataFrame, params: dict[str, Any], name: str, path: Path) -> 
     ent = df["entropy_min"].drop_nulls()
     if ent.len():
         bits.append(f"entropy {df['entropy_min'].min():.4f} – {df['entropy_max'].max():.4f}")
-    bits.append(f"{len(params.get('runs') or [])} runs, layers {_span(params.get('layers') or [])}")
+    bits.append(f"{len(params.get('runs') or [])} runs, layers {compact(params.get('layers') or [])}")
     out_console.print("; ".join(bits), highlight=False, soft_wrap=True)
     merged = zip(params.get("runs") or [], params.get("dataset_configs") or [], strict=False)
     out_console.print("merged runs: " + ", ".join(f"{r} ({dc})" for r, dc in merged), highlight=False, soft_wrap=True)
     out_console.print(f"stored in {path}", highlight=False, soft_wrap=True)
-
-
-def _span(layers: list[int]) -> str:
-    if layers and layers == list(range(layers[0], layers[-1] + 1)):
-        return f"{layers[0]}–{layers[-1]}" if len(layers) > 1 else str(layers[0])
-    return ",".join(str(x) for x in layers)
 
 
 @app.command("identify")
