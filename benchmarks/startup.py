@@ -1,5 +1,8 @@
 """Start-up time of commands that run no model: ``langfeat --help``, ``runs`` and ``sql 'SELECT 1'``.
 
+``sql`` runs twice: on a store whose ``catalog.duckdb`` is current (opened read-only, as after any writing
+command) and on one whose catalog is stale (every view file bound on an in-memory connection per open).
+
 Each command runs ``--repeat`` times in a fresh interpreter (the console script); the median and min wall
 times are printed with the heavy modules the command imported (none expected).
 
@@ -41,10 +44,18 @@ def main() -> None:
             "langfeat runs": ["runs", "--store", store],
             "langfeat sql 'SELECT 1'": ["sql", "SELECT 1", "--store", store, "--format", "csv"],
         }
+        stale = str(Path(tmp) / "stale")
         if args.store is None:
+            import duckdb
+
             from langfeat.store import build_catalog
 
             build_catalog(store)  # as every writing command leaves a store: catalog.duckdb current
+            shutil.copytree(store, stale)
+            build_catalog(stale)
+            with duckdb.connect(str(Path(stale) / "catalog.duckdb")) as con:  # as after a langfeat upgrade
+                con.execute("UPDATE langfeat_meta SET value = 'old' WHERE key = 'sql_hash'")
+            cases["langfeat sql (stale catalog)"] = ["sql", "SELECT 1", "--store", stale, "--format", "csv"]
         print(f"{'command':<28} {'median s':>9} {'min s':>7}  heavy imports")
         for label, argv in cases.items():
             times = []
