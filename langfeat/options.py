@@ -266,7 +266,7 @@ class DemoConfig:
     identify_docs: int | None = None
     eval_docs: int | None = 20
     topk_threshold_ratio: float = 0.5
-    example_rate: float = 0.8
+    example_rate: float = 0.5
     hfl_rate: float = 0.01
     max_length: int = 128
     batch: int = 16
