@@ -4,14 +4,16 @@ One code path serves streaming ingestion and in-memory encoding. Texts are token
 tokens (BOS at position 0, prepended when the tokenizer has a BOS but does not add it), right-padded with an
 attention mask; padded positions are dropped before anything is encoded, so they cannot leak into events or
 counts, and a causal model's real positions never attend to them. The forward stops once the last hooked
-module has run. For each hooked MLP the **output** is SAE-encoded (sparsify ``encode``); an event is a
-(token, latent) pair of the top-k with activation > 0 (in float16, as stored). For ``mlp.act_fn`` modules the
-positive outputs are aggregated per neuron (no events: they are dense).
+module has run. For each hooked MLP the **output** is SAE-encoded (the pairs of sparsify's ``encode``, computed
+by :mod:`langfeat.sae_topk`); an event is a (token, latent) pair of the top-k with activation > 0 (in float16,
+as stored). For ``mlp.act_fn`` modules the positive outputs are aggregated per neuron (no events: they are
+dense).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +24,12 @@ import torch
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec
 from langfeat.models import bos_policy, get_module
+from langfeat.sae_topk import sae_topk
 from langfeat.store.writer import AGGREGATES
 
 PRE_ACTS_BUDGET = 1 << 27  # elements of the dense pre-activation matrix per SAE encode call
+# langfeat.sae_topk (same pairs as sparsify's encode, no ReLU pass, two-pass top-k on wide SAEs); 0: sparsify's
+FAST_ENCODE = os.environ.get("LANGFEAT_FAST_ENCODE", "1") != "0"
 
 
 class StopForward(Exception):
@@ -219,11 +224,15 @@ class Encoder:
         m = int(sae.num_latents)
         step = max(1, PRE_ACTS_BUDGET // m)
         acts, idx = [], []
-        for lo in range(0, x.shape[0], step):
-            enc = sae.encode(x[lo : lo + step])
-            acts.append(enc.top_acts)
-            idx.append(enc.top_indices)
-            del enc
+        for lo in range(0, x.shape[0], step):  # the same row chunks either way: bit-identical pre-activations
+            if FAST_ENCODE:
+                a, i = sae_topk(sae, x[lo : lo + step])
+            else:
+                enc = sae.encode(x[lo : lo + step])
+                a, i = enc.top_acts, enc.top_indices
+                del enc
+            acts.append(a)
+            idx.append(i)
         top_acts = torch.cat(acts) if len(acts) > 1 else acts[0]
         top_idx = torch.cat(idx) if len(idx) > 1 else idx[0]
         top_idx, order = top_idx.sort(dim=1)
