@@ -10,7 +10,8 @@ One run measures, on the same machine and data (tokenize + batched forward stopp
 - model only;
 - old pipeline: model + sparsify ``encode`` (nothing kept), and the whole ingestion with sparsify's encode
   (``langfeat.activations.FAST_ENCODE = False``: events, aggregates, Parquet, commit);
-- new pipeline: model + :func:`langfeat.sae_topk.sae_topk`, and the whole ingestion with it;
+- new pipeline: model + :func:`langfeat.sae_topk.sae_topk` (also with one ``torch.topk`` per row instead of the
+  two-pass selection), and the whole ingestion with it;
 - the compute ceiling: FLOPs per token (2 x the hooked layers' parameters + 2 x d x latents per SAE; attention
   scores left out) over the bf16 GEMM rate measured here at the encoder's shape (and over ``--peak-tflops``);
 - bytes per stored event and peak GPU memory of each ingestion.
@@ -126,6 +127,9 @@ def main(argv: list[str] | None = None) -> None:
     t_model, n_tok = model_only(model, tokenizer, texts, last, args.batch, args.shard_docs)
     t_old_enc, _ = model_only(model, tokenizer, texts, last, args.batch, args.shard_docs, saes=saes)
     t_new_enc, _ = model_only(model, tokenizer, texts, last, args.batch, args.shard_docs, saes=saes, fast=True)
+    os.environ["LANGFEAT_TOPK_GROUP"] = "0"  # the fast encode with one torch.topk per row instead of two passes
+    t_one_topk, _ = model_only(model, tokenizer, texts, last, args.batch, args.shard_docs, saes=saes, fast=True)
+    del os.environ["LANGFEAT_TOPK_GROUP"]
     base = IngestConfig(
         model="llama-3.2-1b-shaped-random", dataset=str(tmp / "data" / "{lang}.txt"), langs=["mul"],
         layers=[pattern], sae_model=f"random-{latents}-k32", batch=args.batch, shard_docs=args.shard_docs,
@@ -142,7 +146,8 @@ def main(argv: list[str] | None = None) -> None:
 
     name = torch.cuda.get_device_name() if device.type == "cuda" else f"{os.cpu_count()}-core CPU"
     print(f"machine: {name}, torch {torch.__version__}, dtype {args.dtype}, batch {args.batch}", file=sys.stderr)
-    rate = {k: n_tok / t for k, t in (("model", t_model), ("old_enc", t_old_enc), ("new_enc", t_new_enc))}
+    rate = {k: n_tok / t for k, t in (("model", t_model), ("old_enc", t_old_enc), ("new_enc", t_new_enc),
+                                      ("one_topk", t_one_topk))}
     rate["old"], rate["new"] = old["tokens"] / old["seconds"], new["tokens"] / new["seconds"]
     print(f"Llama-3.2-1B-shaped (d={d}, {layers} layers, {latents} latents, k=32): {n_tok:,} tokens, "
           f"{new['events']:,} events ({new['events'] / new['tokens']:.1f} per token)")
@@ -151,6 +156,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  old: ingest (sparsify)      {rate['old']:12,.0f} tok/s  {old['bytes'] / old['events']:.2f} B/event, "
           f"peak GPU {old['peak']:.1f} GiB")
     print(f"  new: model + fast encode    {rate['new_enc']:12,.0f} tok/s  ({rate['new_enc'] / rate['old_enc']:.2f}x)")
+    print(f"  new, one torch.topk per row {rate['one_topk']:12,.0f} tok/s  (LANGFEAT_TOPK_GROUP=0)")
     print(f"  new: ingest (fast)          {rate['new']:12,.0f} tok/s  {new['bytes'] / new['events']:.2f} B/event, "
           f"peak GPU {new['peak']:.1f} GiB  (goal >= 60,000 tok/s, <= 3.5 B/event)")
     print(f"  compute ceiling             {ceiling:12,.0f} tok/s  ({flop_token / 1e9:.2f} GFLOP/token at the "
