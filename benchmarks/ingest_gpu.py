@@ -160,7 +160,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  new: ingest (fast)          {rate['new']:12,.0f} tok/s  {new['bytes'] / new['events']:.2f} B/event, "
           f"peak GPU {new['peak']:.1f} GiB  (goal >= 60,000 tok/s, <= 3.5 B/event)")
     print(f"  compute ceiling             {ceiling:12,.0f} tok/s  ({flop_token / 1e9:.2f} GFLOP/token at the "
-          f"measured {tflops:.0f} TFLOP/s; {ceiling_peak:,.0f} tok/s at {args.peak_tflops:.0f} TFLOP/s)")
+          f"measured {tflops:.1f} TFLOP/s; {ceiling_peak:,.0f} tok/s at {args.peak_tflops:.0f} TFLOP/s)")
     print(f"  new ingest / ceiling        {rate['new'] / ceiling:12.1%}  (goal >= 80 %; "
           f"{rate['new'] / ceiling_peak:.1%} of the peak-based ceiling)")
     print(f"  new ingest / old model+enc  {rate['new'] / rate['old_enc']:12.2f}x (goal >= 2.2x); "
