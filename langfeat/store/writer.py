@@ -27,6 +27,7 @@ from langfeat.store.runs import fault_point
 
 EVENT_ROW_GROUP = 1 << 20
 
+
 def host_cores() -> int:
     """CPU cores this process may run on."""
     try:
