@@ -54,7 +54,7 @@ def topk_rows(pre: torch.Tensor, k: int, group: int | None = None) -> tuple[torc
     n, m = pre.shape
     if m % group or m // group <= k:
         raise ValueError(f"group {group} must divide the {m} columns into more than k={k} groups")
-    grouped = pre.view(n, m // group, group)
+    grouped = pre.reshape(n, m // group, group)
     best = torch.topk(grouped.amax(dim=2), k, dim=1, sorted=False).indices  # [N, k] group numbers
     cand = grouped.gather(1, best.unsqueeze(2).expand(n, k, group)).view(n, k * group)
     values, pick = torch.topk(cand, k, dim=1, sorted=False)
