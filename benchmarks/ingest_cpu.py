@@ -38,16 +38,21 @@ def flores_texts(n: int) -> list[str]:
 
 
 def model_only(model, tokenizer, texts: list[str], last_module: str, batch: int, shard_docs: int,
-               max_batch_tokens: int | None = None, saes: dict | None = None) -> tuple[float, int]:
+               max_batch_tokens: int | None = None, saes: dict | None = None, fast: bool = False
+               ) -> tuple[float, int]:
     """Seconds and tokens of tokenize + batched forward stopped after ``last_module`` (the same batching).
 
-    With ``saes`` (layer -> SAE) every hooked MLP output is also ``encode``d (the compute ceiling of ingestion).
+    With ``saes`` (layer -> SAE) every hooked MLP output is also ``encode``d (the compute ceiling of ingestion);
+    ``fast``: with :func:`langfeat.sae_topk.sae_topk` instead of sparsify's ``encode``.
     """
+    from langfeat.sae_topk import sae_topk
+
     state = {}
 
     def encode(layer):
         def read(out):
-            state["top"] = saes[layer].encode(out[state["valid"]].to(saes[layer].dtype)).top_acts
+            x = out[state["valid"]].to(saes[layer].dtype)
+            state["top"] = sae_topk(saes[layer], x)[0] if fast else saes[layer].encode(x).top_acts
 
         return read
 

@@ -4,14 +4,16 @@ One code path serves streaming ingestion and in-memory encoding. Texts are token
 tokens (BOS at position 0, prepended when the tokenizer has a BOS but does not add it), right-padded with an
 attention mask; padded positions are dropped before anything is encoded, so they cannot leak into events or
 counts, and a causal model's real positions never attend to them. The forward stops once the last hooked
-module has run. For each hooked MLP the **output** is SAE-encoded (sparsify ``encode``); an event is a
-(token, latent) pair of the top-k with activation > 0 (in float16, as stored). For ``mlp.act_fn`` modules the
-positive outputs are aggregated per neuron (no events: they are dense).
+module has run. For each hooked MLP the **output** is SAE-encoded (the pairs of sparsify's ``encode``, computed
+by :mod:`langfeat.sae_topk`); an event is a (token, latent) pair of the top-k with activation > 0 (in float16,
+as stored). For ``mlp.act_fn`` modules the positive outputs are aggregated per neuron (no events: they are
+dense).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -22,9 +24,12 @@ import torch
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec
 from langfeat.models import bos_policy, get_module
+from langfeat.sae_topk import sae_topk
 from langfeat.store.writer import AGGREGATES
 
 PRE_ACTS_BUDGET = 1 << 27  # elements of the dense pre-activation matrix per SAE encode call
+# langfeat.sae_topk (same pairs as sparsify's encode, no ReLU pass, two-pass top-k on wide SAEs); 0: sparsify's
+FAST_ENCODE = os.environ.get("LANGFEAT_FAST_ENCODE", "1") != "0"
 
 
 class StopForward(Exception):
@@ -71,6 +76,55 @@ class BatchEvents:
     pos: np.ndarray
     feature: np.ndarray
     act: np.ndarray
+
+
+class PendingEvents:
+    """Events of one layer for one batch on their way to host memory; :meth:`result` waits for them.
+
+    On CUDA the device tensors are copied into pinned host buffers on a side stream (asynchronously: the next
+    layers' kernels are queued meanwhile) and :meth:`result` waits on the copy's event, typically in a writer
+    thread. On CPU the tensors are the result (no copy).
+    """
+
+    def __init__(self, doc: torch.Tensor, pos: torch.Tensor, feature: torch.Tensor, act: torch.Tensor,
+                 copier: HostCopier | None = None):
+        if copier is None or doc.device.type != "cuda":
+            self._ints = [doc.to(torch.int32).cpu(), pos.to(torch.int32).cpu(), feature.to(torch.int32).cpu()]
+            self._act = act.cpu()
+            self._done = None
+        else:
+            ints = torch.stack([doc.to(torch.int32), pos.to(torch.int32), feature.to(torch.int32)])
+            (host_ints, self._act), self._done = copier.copy([ints, act])
+            self._ints = list(host_ints)
+
+    def result(self) -> BatchEvents:
+        """The events as numpy arrays (waits for the copy)."""
+        if self._done is not None:
+            self._done.synchronize()
+            self._done = None
+        doc, pos, feature = (t.numpy() for t in self._ints)
+        return BatchEvents(doc=doc, pos=pos, feature=feature, act=self._act.numpy())
+
+
+class HostCopier:
+    """Device-to-host copies into pinned buffers on a side stream of ``device`` (CUDA only)."""
+
+    def __init__(self, device: torch.device):
+        self.device = device
+        self.stream = torch.cuda.Stream(device)
+
+    def copy(self, tensors: Sequence[torch.Tensor]) -> tuple[list[torch.Tensor], Any]:
+        """Start copying ``tensors`` (produced on the current stream); return the host tensors and a CUDA event
+        that is done when they hold the data."""
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
+        with torch.cuda.stream(self.stream):
+            host = [torch.empty(t.shape, dtype=t.dtype, pin_memory=True) for t in tensors]
+            for h, t in zip(host, tensors, strict=True):
+                h.copy_(t, non_blocking=True)
+                t.record_stream(self.stream)  # keep the device memory until the copy has read it
+            done = torch.cuda.Event()
+            done.record(self.stream)
+        return host, done
 
 
 def output_tensor(output: Any) -> torch.Tensor:
@@ -197,6 +251,7 @@ class Encoder:
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
         self.stats: dict[tuple[str, int], Aggregates] = {}
         self._ctx: dict[str, Any] = {}
+        self._copier: HostCopier | None = None
 
     # -- aggregates ----------------------------------------------------------------------------------------
     def _agg(self, kind: str, layer: int, n: int) -> Aggregates:
@@ -219,11 +274,15 @@ class Encoder:
         m = int(sae.num_latents)
         step = max(1, PRE_ACTS_BUDGET // m)
         acts, idx = [], []
-        for lo in range(0, x.shape[0], step):
-            enc = sae.encode(x[lo : lo + step])
-            acts.append(enc.top_acts)
-            idx.append(enc.top_indices)
-            del enc
+        for lo in range(0, x.shape[0], step):  # the same row chunks either way: bit-identical pre-activations
+            if FAST_ENCODE:
+                a, i = sae_topk(sae, x[lo : lo + step])
+            else:
+                enc = sae.encode(x[lo : lo + step])
+                a, i = enc.top_acts, enc.top_indices
+                del enc
+            acts.append(a)
+            idx.append(i)
         top_acts = torch.cat(acts) if len(acts) > 1 else acts[0]
         top_idx = torch.cat(idx) if len(idx) > 1 else idx[0]
         top_idx, order = top_idx.sort(dim=1)
@@ -272,19 +331,18 @@ class Encoder:
 
         Call inside :meth:`hooked`.
         """
+        return {key: pending.result() for key, pending in self.encode_batch_async(batch).items()}
+
+    def encode_batch_async(self, batch: Sequence[Sequence[int]]) -> dict[tuple[str, int], PendingEvents]:
+        """:meth:`encode_batch` whose events are still being copied to the host (on CUDA); call ``result()``."""
         ids, mask = pad_batch(batch, self.pad_id, self.device)
         valid = mask.bool()
         rows_b, rows_t = valid.nonzero(as_tuple=True)
         self._ctx = {"valid": valid, "rows_b": rows_b, "rows_t": rows_t, "n_docs": len(batch), "events": {}}
         self._probe.run(ids, mask)
-        out = {}
-        for key, (doc, pos, feature, act) in self._ctx["events"].items():
-            out[key] = BatchEvents(
-                doc=doc.to(torch.int32).cpu().numpy(),
-                pos=pos.to(torch.int32).cpu().numpy(),
-                feature=feature.to(torch.int32).cpu().numpy(),
-                act=act.cpu().numpy(),
-            )
+        if self.device.type == "cuda" and self._copier is None:
+            self._copier = HostCopier(self.device)
+        out = {key: PendingEvents(*ev, copier=self._copier) for key, ev in self._ctx["events"].items()}
         self._ctx = {}
         return out
 

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 
 from langfeat import data as datamod
-from langfeat.activations import Encoder, plan_batches, probe_widths
+from langfeat.activations import Encoder, PendingEvents, plan_batches, probe_widths
 from langfeat.errors import StoreError, UsageError
 from langfeat.layers import LayerSpec, mlp_path, parse_option
 from langfeat.models import (
@@ -193,22 +193,42 @@ class _Progress:
             self.bar.console.print(message, highlight=False)
 
 
+SaeEvents = dict[int, list[tuple[np.ndarray, PendingEvents]]]  # layer -> (shard-relative doc of each batch row, events)
+
+
 def _encode_shard(
     plan: Plan, texts: list[str], batch: int, advance: Callable[[int, int], None]
-) -> tuple[list[list[int]], dict[int, list[tuple]], dict]:
+) -> tuple[list[list[int]], SaeEvents, dict]:
+    """Token ids, the SAE events still on their way to the host (see :func:`_host_events`), and aggregates."""
     enc = plan.encoder
     token_ids = tokenize(enc.tokenizer, texts, enc.max_length)
-    events: dict[int, list[tuple]] = {layer: [] for layer in plan.saes}
+    events: SaeEvents = {layer: [] for layer in plan.saes}
     with enc.hooked():
         for idx in plan_batches([len(t) for t in token_ids], batch):
-            out = enc.encode_batch([token_ids[i] for i in idx])
+            out = enc.encode_batch_async([token_ids[i] for i in idx])
             local = np.asarray(idx, dtype=np.int32)
             for (kind, layer), ev in out.items():
                 if kind == "sae":
-                    events[layer].append((local[ev.doc], ev.pos, ev.feature, ev.act))
+                    events[layer].append((local, ev))
             advance(len(idx), sum(len(token_ids[i]) for i in idx))
     advance(sum(1 for t in token_ids if not t), 0)
     return token_ids, events, enc.take_stats()
+
+
+def _host_events(events: SaeEvents) -> dict[int, list[tuple]]:
+    """Wait for a shard's event copies and index documents within the shard (runs in a writer thread)."""
+    out: dict[int, list[tuple]] = {}
+    for layer, batches in events.items():
+        out[layer] = []
+        for local, pending in batches:
+            ev = pending.result()
+            out[layer].append((local[ev.doc], ev.pos, ev.feature, ev.act))
+    return out
+
+
+def _write_shard(work: Path, lang: str, data: ShardData, events: SaeEvents) -> dict[str, Any]:
+    data.events = _host_events(events)
+    return write_shard(work, lang, data)
 
 
 def _ingest_source(
@@ -252,12 +272,12 @@ def _ingest_source(
                     shard=shard, dataset=source.dataset, base_doc_id=base,
                     rows=np.arange(source.start + lo, source.start + hi, dtype=np.int64),
                     n_tokens=np.asarray([len(t) for t in token_ids], dtype=np.int32), texts=texts,
-                    token_ids=token_ids, events=events, stats=stats,
+                    token_ids=token_ids, stats=stats,
                 )
                 while len(pending) >= WRITERS:
                     info = pending.popleft().result()
                     infos[info["shard"]] = info
-                pending.append(pool.submit(write_shard, work, source.lang.tag, shard_data))
+                pending.append(pool.submit(_write_shard, work, source.lang.tag, shard_data, events))
             while pending:
                 info = pending.popleft().result()
                 infos[info["shard"]] = info

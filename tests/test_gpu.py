@@ -1,17 +1,24 @@
-"""The CUDA code paths against the CPU ones on the toy model (skipped without a GPU): events and the aggregates
-computed on the device, perplexity under an intervention, and unsteered generation."""
+"""The CUDA code paths (skipped without a GPU): the fast SAE top-k against sparsify's encode on the device, at the
+paper's width; ingestion with it against ingestion with sparsify's encode and against the CPU on the toy model
+(events and the aggregates computed on the device); the asynchronous host copies; perplexity under an
+intervention and unsteered generation."""
 
 from __future__ import annotations
+
+import copy
 
 import numpy as np
 import polars as pl
 import pytest
 import torch
+from test_sae_topk import _store_digest, check_same_pairs, inputs, make_sae
 
+from langfeat import activations
 from langfeat import interventions as iv
 from langfeat.experiments import ppl
 from langfeat.ingest import IngestConfig, ingest
 from langfeat.models import load_model
+from langfeat.sae_topk import sae_topk
 from langfeat.store import open_store
 from langfeat.toy import DEFAULT_TEXTS
 
@@ -68,3 +75,51 @@ def test_ppl_and_generation_match_cpu(toy_model_dir, toy_sae_dir):
     for kind in ("sae-features", "sae-ablate"):
         np.testing.assert_allclose(res["cpu", kind], res["cuda", kind], rtol=1e-3)
     assert res["cpu", "gen"] == res["cuda", "gen"]
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16, torch.float32], ids=["bf16", "fp16", "fp32"])
+@pytest.mark.parametrize("shape", [(2048, 131072, 32, 4096), (256, 4096, 16, 2048)], ids=["131072x32", "4096x16"])
+@pytest.mark.parametrize("trained_like", [False, True], ids=["random", "trained-like"])
+def test_fast_encode_matches_sparsify_on_cuda(shape, dtype, trained_like):
+    d, m, k, n = shape
+    sae = make_sae(d, m, k, dtype, trained_like=trained_like).to("cuda")
+    x = inputs(sae, n, trained_like).to("cuda")
+    with torch.inference_mode():
+        ref = sae.encode(x)
+        for group in ("auto", None, 32):
+            acts, idx = sae_topk(sae, x, group=group)
+            ties = check_same_pairs(acts, idx, ref)  # bf16 at 131072 latents: most rows tie at the k-th value
+            if dtype == torch.float32:
+                assert ties == 0
+
+
+def test_fast_ingest_matches_sparsify_encode_on_cuda(toy, tmp_path, monkeypatch):
+    model, tokenizer, cpu_saes = toy
+    model = copy.deepcopy(model).to("cuda")
+    saes = {layer: copy.deepcopy(sae).to("cuda") for layer, sae in cpu_saes.items()}
+    saes[3] = make_sae(int(saes[3].d_in), 32768, 8, torch.float32, seed=5).to("cuda")
+    (tmp_path / "mul.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    digests = {}
+    for fast in (False, True):
+        monkeypatch.setattr(activations, "FAST_ENCODE", fast)
+        cfg = IngestConfig(model="toy", dataset=str(tmp_path / "{lang}.txt"), langs=["mul"],
+                           layers=["model.layers.{0..3}.mlp"], sae_model="toy-saes", batch=4, shard_docs=8,
+                           store=str(tmp_path / f"store-{fast}"), device="cuda")
+        ingest(cfg, model=model, tokenizer=tokenizer, progress=False, saes=saes)
+        digests[fast] = _store_digest(tmp_path / f"store-{fast}")
+    assert len(digests[True]) > 10 and digests[True] == digests[False]
+
+
+def test_host_copies_on_a_side_stream():
+    g = torch.Generator(device="cuda").manual_seed(0)
+    doc, pos, feature = (torch.randint(0, 1000, (50_000,), device="cuda", generator=g) for _ in range(3))
+    act = torch.rand(50_000, device="cuda", generator=g).half()
+    copier = activations.HostCopier(torch.device("cuda"))
+    pending = activations.PendingEvents(doc, pos, feature, act, copier=copier)
+    expect = [t.cpu().numpy() for t in (doc, pos, feature, act)]
+    del doc, pos, feature, act  # the device memory must stay valid until the copy has read it
+    torch.empty(10_000_000, device="cuda").fill_(7)
+    ev = pending.result()
+    for got, want in zip((ev.doc, ev.pos, ev.feature, ev.act), expect, strict=True):
+        np.testing.assert_array_equal(got, want.astype(got.dtype))
+    assert ev.doc.dtype == np.int32 and ev.act.dtype == np.float16

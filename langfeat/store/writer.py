@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -25,7 +26,19 @@ from langfeat.store.layout import arrow_schemas
 from langfeat.store.runs import fault_point
 
 EVENT_ROW_GROUP = 1 << 20
-WRITE_THREADS = int(os.environ.get("LANGFEAT_WRITE_THREADS", "8"))  # layer files written at once
+
+
+def host_cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+WRITE_THREADS = int(os.environ.get("LANGFEAT_WRITE_THREADS", "0")) or host_cores()  # layer files written at once
+_POOL: ThreadPoolExecutor | None = None
+_POOL_LOCK = threading.Lock()
 # Parquet settings of the events files (chosen by benchmarks/ingest_cpu.py; see benchmarks/RESULTS.md).
 EVENT_OPTIONS: dict[str, Any] = {
     "compression": "zstd",
@@ -72,8 +85,23 @@ def write_parquet_atomic(table: pa.Table, path: Path, **options: Any) -> None:
     write_atomic(path, lambda tmp: pq.write_table(table, tmp, **options))
 
 
-def _constant_strings(value: str, n: int) -> pa.Array:
-    return pa.array([value], pa.string()).take(pa.array(np.zeros(n, dtype=np.int32)))
+def _constant_strings(value: str, n: int) -> pa.Array | pa.ChunkedArray:
+    """``n`` copies of ``value`` as strings, built from raw buffers (no per-row work).
+
+    One chunk of up to :data:`EVENT_ROW_GROUP` rows is built and repeated, so memory stays bounded and the
+    int32 offsets cannot overflow; the chunk boundaries fall on row-group boundaries of the events files.
+    """
+    raw = value.encode("utf-8")
+
+    def chunk(m: int) -> pa.Array:
+        offsets = (np.arange(m + 1, dtype=np.int64) * len(raw)).astype(np.int32)
+        return pa.Array.from_buffers(pa.string(), m, [None, pa.py_buffer(offsets), pa.py_buffer(raw * m)])
+
+    if n <= EVENT_ROW_GROUP:
+        return chunk(n)
+    full, rest = divmod(n, EVENT_ROW_GROUP)
+    block = chunk(EVENT_ROW_GROUP)
+    return pa.chunked_array([block] * full + ([chunk(rest)] if rest else []), pa.string())
 
 
 def events_table(doc_id: np.ndarray, pos: np.ndarray, feature: np.ndarray, act: np.ndarray, dataset: str) -> pa.Table:
@@ -92,32 +120,40 @@ def write_events(path: Path, table: pa.Table) -> None:
     write_parquet_atomic(table, path, row_group_size=EVENT_ROW_GROUP, **EVENT_OPTIONS)
 
 
-def doc_order(docs: Sequence[np.ndarray]) -> np.ndarray:
-    """The stable permutation that sorts the concatenation of ``docs`` by document, in O(n).
+def doc_segments(docs: Sequence[np.ndarray]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The runs of equal document index in ``docs`` (one array per batch), in stable document order.
 
-    Each array (one batch) is non-decreasing and every document lies in exactly one batch, so the events of a
-    document form one contiguous segment: sort the segments (a few per batch), then expand them.
+    Returns (document, batch, start, length) per run. Each array is non-decreasing, so a document's events are
+    contiguous runs; laying the runs out in this order equals a stable sort of the concatenation by document,
+    at the cost of copying contiguous slices instead of gathering every event.
     """
-    seg_doc, seg_start, seg_len = [], [], []
-    offset = 0
-    for d in docs:
+    seg_doc, seg_chunk, seg_start, seg_len = [], [], [], []
+    for i, d in enumerate(docs):
         n = len(d)
         if n:
-            starts = np.flatnonzero(np.diff(d)) + 1
-            starts = np.concatenate([[0], starts])
+            starts = np.concatenate([[0], np.flatnonzero(d[1:] != d[:-1]) + 1])
             seg_doc.append(d[starts])
-            seg_start.append(starts + offset)
+            seg_chunk.append(np.full(len(starts), i, np.int64))
+            seg_start.append(starts)
             seg_len.append(np.diff(np.append(starts, n)))
-        offset += n
     if not seg_doc:
-        return np.zeros(0, np.int64)
-    sd, ss, sl = np.concatenate(seg_doc), np.concatenate(seg_start), np.concatenate(seg_len)
-    if len(np.unique(sd)) != len(sd):  # a document split over batches: fall back to a stable sort
-        return np.argsort(np.concatenate(docs), kind="stable")
+        empty = np.zeros(0, np.int64)
+        return empty, empty, empty, empty
+    sd = np.concatenate(seg_doc)
     by_doc = np.argsort(sd, kind="stable")
-    ss, sl = ss[by_doc], sl[by_doc]
-    firsts = np.cumsum(sl) - sl  # where each segment starts in the output
-    return np.repeat(ss - firsts, sl) + np.arange(int(sl.sum()), dtype=np.int64)
+    return (sd[by_doc], np.concatenate(seg_chunk)[by_doc], np.concatenate(seg_start)[by_doc],
+            np.concatenate(seg_len)[by_doc])
+
+
+def gather_segments(columns: Sequence[np.ndarray], chunk: np.ndarray, start: np.ndarray, length: np.ndarray,
+                    dtype: np.dtype) -> np.ndarray:
+    """The slices ``columns[chunk][start:start + length]`` laid end to end (one copy, no per-event index)."""
+    out = np.empty(int(length.sum()), dtype)
+    at = 0
+    for c, s, n in zip(chunk.tolist(), start.tolist(), length.tolist(), strict=True):
+        out[at : at + n] = columns[c][s : s + n]
+        at += n
+    return out
 
 
 @dataclass
@@ -133,6 +169,15 @@ class ShardData:
     token_ids: list[list[int]]
     events: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     stats: dict[tuple[str, int], dict[str, np.ndarray]] = field(default_factory=dict)
+
+
+def writer_pool() -> ThreadPoolExecutor:
+    """The process-wide pool that writes layer files (:data:`WRITE_THREADS` threads, created on first use)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            _POOL = ThreadPoolExecutor(max_workers=WRITE_THREADS, thread_name_prefix="langfeat-writer")
+        return _POOL
 
 
 def shard_marker(partials: Path, shard: int) -> Path:
@@ -159,27 +204,21 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
     files: list[Path] = []
     doc_ids = data.base_doc_id + data.rows.astype(np.int64)
     def write_layer(layer: int, chunks: list) -> Path:
-        if chunks:
-            doc = np.concatenate([c[0] for c in chunks])
-            order = doc_order([c[0] for c in chunks])  # batches are length-ordered; within a doc rows are sorted
-            pos = np.concatenate([c[1] for c in chunks])[order]
-            feature = np.concatenate([c[2] for c in chunks])[order]
-            act = np.concatenate([c[3] for c in chunks])[order]
-            doc = doc_ids[doc[order]]
-        else:
-            doc = np.zeros(0, np.int64)
-            pos = feature = np.zeros(0, np.int32)
-            act = np.zeros(0, np.float16)
+        # batches are length-ordered; within a batch a document's events are contiguous and sorted (pos, feature)
+        seg_doc, seg_chunk, start, length = doc_segments([c[0] for c in chunks])
+        doc = np.repeat(doc_ids[seg_doc], length)
+        pos = gather_segments([c[1] for c in chunks], seg_chunk, start, length, np.int32)
+        feature = gather_segments([c[2] for c in chunks], seg_chunk, start, length, np.int32)
+        act = gather_segments([c[3] for c in chunks], seg_chunk, start, length, np.float16)
         path = lang_dir / "events" / f"layer={layer}" / name
         write_events(path, events_table(doc, pos, feature, act, data.dataset))
         return path
 
-    # Layers are independent files: sort + encode + compress them in parallel (numpy and pyarrow release the GIL).
+    # Layers are independent files: order + encode + compress them in parallel (numpy and pyarrow release the GIL)
+    # on one pool shared by every shard being written, sized to the host's cores.
     items = sorted(data.events.items())
-    workers = max(1, min(len(items), os.cpu_count() or 1, WRITE_THREADS))
-    if workers > 1:
-        with ThreadPoolExecutor(max_workers=workers) as pool:
-            files.extend(pool.map(lambda item: write_layer(*item), items))
+    if len(items) > 1 and WRITE_THREADS > 1:
+        files.extend(writer_pool().map(lambda item: write_layer(*item), items))
     else:
         files.extend(write_layer(layer, chunks) for layer, chunks in items)
     n = len(data.rows)
