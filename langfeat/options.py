@@ -283,6 +283,9 @@ class DemoConfig:
     generate_multipliers: tuple[float, ...] = (0.0, 1.0)
     generate_times: int = 4
     generate_tokens: int = 24
+    sweep_multipliers: tuple[float, ...] = (0.0, 1.0, 2.0)  # the steering sweep (SAE-LAPE, DiffMean, prompting)
+    sweep_times: int = 3
+    sweep_tokens: int = 16
     check_texts: tuple[str, ...] = CHECK_TEXTS
     device: str = "auto"
     seed: int = 0
