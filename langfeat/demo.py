@@ -10,8 +10,8 @@ Steps (one function each, every one skipped when its output already exists):
 6. ``classify``  the held-out UDHR texts with every classifier and fastText;
 7. ``ppl``       ΔPPL matrices: SAE steering (α = −0.2·max), true SAE ablation, LAPE neurons = 0;
 8. ``generate``  steered generation towards a few languages, judged by fastText;
-   ``steer``     DiffMean vectors (set ``demo-diffmean``), their ΔPPL matrix, and a scored steering sweep over α of
-                 SAE-LAPE features, DiffMean and prompting (result ``demo-sweep``);
+   ``steer``     DiffMean vectors (set ``demo-diffmean``) and a scored steering sweep over α of SAE-LAPE features,
+                 DiffMean and prompting (result ``demo-sweep``);
 9. ``check``     ``langfeat check`` on a few texts (``<store>/demo/check.json``);
 10. ``report``   the HTML report.
 
@@ -44,7 +44,6 @@ PPL_RUNS = {  # result name -> (intervention type, feature set, multiplier, valu
 }
 GENERATE_RESULT = "demo-generate"
 DIFFMEAN_SET = "demo-diffmean"
-DIFFMEAN_PPL = "demo-ppl-diffmean"  # ΔPPL under DiffMean steering away from each language (α = −1)
 SWEEP_RESULT = "demo-sweep"
 SWEEP_METHODS = ("sae-features", "diffmean", "prompting")
 DENSE_RATE = 0.1  # a latent firing on more than this share of held-out tokens counts as dense
@@ -371,27 +370,19 @@ def generate_step(config: DemoConfig, progress: Any) -> bool:
 
 
 def steer_step(config: DemoConfig, progress: Any) -> bool:
-    """DiffMean vectors of the identification runs (every language, the SAE layers), their ΔPPL matrix on the ΔPPL
-    subset (α = −1), and the steering sweep: SAE-LAPE features and DiffMean at each of ``sweep_multipliers`` plus
-    prompting, towards each of ``generate_langs``, every sample judged and scored for fluency."""
+    """DiffMean vectors of the identification runs (every language, ``diffmean_docs`` documents each, the SAE layers)
+    and the steering sweep: SAE-LAPE features and DiffMean at each of ``sweep_multipliers`` plus prompting, towards
+    each of ``generate_langs``, every sample judged and scored for fluency. (A DiffMean ΔPPL matrix costs about as
+    much again, so the demo leaves it to ``langfeat ppl --intervention-type diffmean``.)"""
     from langfeat.diffmean import make_diffmean
     from langfeat.experiments.generate import run_generate
-    from langfeat.experiments.ppl import run_ppl
-    from langfeat.options import GenerateOptions, PplOptions, Sampling
+    from langfeat.options import GenerateOptions, Sampling
 
     did = False
     if not _has_result(config, "diffmean_means", DIFFMEAN_SET):
         make_diffmean(config.store, layers=list(config.layers), name=DIFFMEAN_SET, batch=config.batch,
                       dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
-                      device=config.device, progress=progress)
-        did = True
-    if not _has_result(config, "ppl_results", DIFFMEAN_PPL):
-        run_ppl(PplOptions(
-            model=config.model, dataset=corpus.PLAN["eval"], langs=list(config.ppl_langs), end=config.ppl_docs,
-            intervention_type="diffmean", intervention_langs=list(config.ppl_langs), multiplier=-1.0,
-            diffmean=DIFFMEAN_SET, batch=config.batch, max_length=config.max_length, store=config.store,
-            name=DIFFMEAN_PPL, device=config.device,
-        ), progress)
+                      max_docs=config.diffmean_docs, device=config.device, progress=progress)
         did = True
     targets = [lang for lang in config.generate_langs if lang in _set_langs(config, SAE_SET)]
     if targets and not _has_result(config, "generate_results", SWEEP_RESULT):

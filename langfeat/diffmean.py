@@ -110,40 +110,40 @@ def _layers(patterns: Sequence[str | int] | str | None, runs: pl.DataFrame) -> l
     return sorted(set(layers))
 
 
-def stored_docs(st: Any, run_ids: Sequence[str]) -> dict[str, list[list[int]]]:
-    """The token ids of every document of ``run_ids``, by canonical language (languages in the paper's order,
-    documents by id)."""
+def stored_docs(st: Any, run_ids: Sequence[str], max_docs: int | None = None) -> dict[str, list[list[int]]]:
+    """The token ids of the documents of ``run_ids``, by canonical language (languages in the paper's order,
+    documents by id; the first ``max_docs`` of each language when given)."""
     frame = st.sql(
         "SELECT lang, doc_id, list(token_id ORDER BY pos) AS ids FROM tokens WHERE list_contains(?, run_id) "
         "GROUP BY lang, doc_id ORDER BY doc_id", [list(run_ids)])
     out: dict[str, list[list[int]]] = {}
     for lang, ids in zip(frame["lang"].to_list(), frame["ids"].to_list(), strict=True):
         out.setdefault(langs.canonical(lang), []).append([int(x) for x in ids])
-    return {k: out[k] for k in sorted(out, key=langs.sort_key)}
+    return {k: out[k][:max_docs] for k in sorted(out, key=langs.sort_key)}
 
 
 def make_diffmean(
     store: Any = None, *, model: str | None = None, layers: Sequence[str | int] | str | None = None,
     dataset_configs: Sequence[str] | str | None = None, role: str | None = "identify",
     runs: Sequence[str] | None = None, name: str | None = None, overwrite: bool = False, batch: int = 16,
-    device: str = "auto", dtype: str = "float32", progress: Any = None,
+    device: str = "auto", dtype: str = "float32", max_docs: int | None = None, progress: Any = None,
 ) -> tuple[str, pl.DataFrame]:
     """Compute and store DiffMean vector set ``name`` (default ``diffmean``) from the selected runs' documents
-    (selection as :func:`langfeat.identify.identify_named`); the model is the runs' own. Returns (name, the set's
-    ``diffmean_norms`` rows)."""
+    (selection as :func:`langfeat.identify.identify_named`; ``max_docs``: at most that many per language, the
+    first by document id); the model is the runs' own. Returns (name, the set's ``diffmean_norms`` rows)."""
     from langfeat import stats
     from langfeat.store.results import check_name, write_result
     from langfeat.store.runs import now
 
-    if batch < 1:
-        raise UsageError("--batch must be at least 1")
+    if batch < 1 or (max_docs is not None and max_docs < 1):
+        raise UsageError("--batch and the documents per language must be at least 1")
     name = check_name(name or "diffmean")
     with stats.opened(store) as st:
         if st.layout.result_dir(TABLE, name).exists() and not overwrite:
             raise UsageError(f"DiffMean vector set {name!r} already exists: pick another --name or pass --overwrite")
         chosen = _select_runs(st, model=model, dataset_configs=dataset_configs, role=role, runs=runs)
         layer_list = _layers(layers, chosen)
-        docs = stored_docs(st, chosen["run_id"].to_list())
+        docs = stored_docs(st, chosen["run_id"].to_list(), max_docs)
         if len(docs) < 2:
             raise UsageError(f"DiffMean needs documents of at least two languages; the runs hold {list(docs)}: "
                              "ingest more languages or widen --dataset-configs")
@@ -159,6 +159,7 @@ def make_diffmean(
             "runs": chosen["run_id"].to_list(), "langs": list(docs),
             "dataset_configs": [f"{d}:{c}" for d, c in zip(chosen["dataset"], chosen["config"], strict=True)],
             "positions": "every real token position except BOS", "others": "each other language weighs equally",
+            "max_docs": max_docs,
             "dtype": dtype, "seconds": round(time.time() - t0, 3), "created_at": now(),
         }
         write_result(st.layout, TABLE, name, means, params)

@@ -284,8 +284,9 @@ class DemoConfig:
     generate_times: int = 4
     generate_tokens: int = 24
     sweep_multipliers: tuple[float, ...] = (0.0, 1.0, 2.0)  # the steering sweep (SAE-LAPE, DiffMean, prompting)
-    sweep_times: int = 3
-    sweep_tokens: int = 16
+    sweep_times: int = 2
+    sweep_tokens: int = 8
+    diffmean_docs: int | None = 4  # identification documents per language averaged for the DiffMean vectors
     check_texts: tuple[str, ...] = CHECK_TEXTS
     device: str = "auto"
     seed: int = 0

@@ -18,7 +18,6 @@ from langfeat.cli import app
 from langfeat.demo import (
     CLASSIFIERS,
     DENSE_RATE,
-    DIFFMEAN_PPL,
     DIFFMEAN_SET,
     NEURON_SET,
     SAE_SET,
@@ -38,7 +37,8 @@ def tiny(store: Path, model: Path) -> DemoConfig:
         store=str(store), model=str(model), langs=LANGS, layers=(1, 2), num_latents=64, k=4, train_docs=3,
         ctx_len=32, train_batch=4, fvu_docs=3, identify_docs=8, eval_docs=5, max_length=40, batch=4,
         ppl_langs=("en", "de", "ru"), ppl_docs=2, generate_langs=LANGS, generate_times=2, generate_tokens=4,
-        sweep_multipliers=(0.0, 1.5), sweep_times=2, sweep_tokens=4, check_texts=("hello world", "guten Tag"),
+        sweep_multipliers=(0.0, 1.5), sweep_times=2, sweep_tokens=4, diffmean_docs=3,
+        check_texts=("hello world", "guten Tag"),
         device="cpu",
     )
 
@@ -100,22 +100,20 @@ def test_own_vs_other_view_equals_a_recount_from_events(demo):
 def test_steer_step_stores_vectors_ppl_and_a_scored_sweep(demo):
     cfg, s = demo
     with open_store(cfg.store) as st:
-        norms = st.sql("SELECT lang, layer, n_langs FROM diffmean_norms WHERE name = ?", [DIFFMEAN_SET])
+        norms = st.sql("SELECT lang, layer, n_langs, n_docs FROM diffmean_norms WHERE name = ?", [DIFFMEAN_SET])
         sweep = st.sql("SELECT * FROM generate_results WHERE name = ?", [SWEEP_RESULT])
         best = st.sql("SELECT method, lang, best_alpha, success_rate, fluency_score, steering_score, n_alphas "
                       "FROM generate_best_alpha WHERE name = ? ORDER BY lang, method", [SWEEP_RESULT])
-        dm_ppl = st.sql("SELECT DISTINCT intervention, source FROM ppl_results WHERE name = ? AND "
-                        "intervention <> 'none'", [DIFFMEAN_PPL])
         sae_langs = set(st.sql("SELECT DISTINCT lang FROM feature_sets WHERE name = ?", [SAE_SET])["lang"])
     assert sorted(set(norms["lang"])) == sorted(LANGS) and sorted(set(norms["layer"])) == list(cfg.layers)
-    assert set(norms["n_langs"]) == {len(LANGS)}
+    assert set(norms["n_langs"]) == {len(LANGS)} and set(norms["n_docs"]) == {cfg.diffmean_docs}
     targets = [lang for lang in cfg.generate_langs if lang in sae_langs]
     # per language: two steering methods × each α, plus prompting once; every sample judged and scored
     assert sweep.height == len(targets) * (2 * len(cfg.sweep_multipliers) + 1) * cfg.sweep_times
     assert sweep["char_ppl"].null_count() == sweep.filter(pl.col("n_chars") == 0).height
-    assert dm_ppl.rows() == [("diffmean", DIFFMEAN_SET)]
     assert s.steering.equals(best) and s.steering.height == 3 * len(targets)
-    assert set(s.methods_ppl["method"]) >= {f"diffmean {DIFFMEAN_SET} α=-1"}
+    assert set(s.methods_ppl["method"]) == {"sae-features demo-sae α=-0.2", "sae-ablate demo-sae α=-1",
+                                            "neuron demo-neurons value=0"}
     assert s.methods_ppl.columns == ["method", "n_rows", "n_diag_rowmax", "median_diag", "median_offdiag", "ratio"]
 
 
