@@ -283,7 +283,7 @@ class DemoConfig:
     generate_multipliers: tuple[float, ...] = (0.0, 1.0)
     generate_times: int = 4
     generate_tokens: int = 24
-    sweep_multipliers: tuple[float, ...] = (0.0, 1.0, 2.0)  # the steering sweep (SAE-LAPE, DiffMean, prompting)
+    sweep_multipliers: tuple[float, ...] = (0.0, 2.0)  # the steering sweep (SAE-LAPE, DiffMean, prompting)
     sweep_times: int = 2
     sweep_tokens: int = 8
     diffmean_docs: int | None = 4  # identification documents per language averaged for the DiffMean vectors
