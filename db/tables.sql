@@ -83,9 +83,10 @@ CREATE TABLE ppl_results (
     n_targets    INTEGER NOT NULL,  -- predicted tokens (all but the first; BOS is never a target)
     nll          DOUBLE  NOT NULL,  -- mean negative log-likelihood per target token, nats
     ppl          DOUBLE  NOT NULL,  -- exp(nll)
-    n_units      INTEGER NOT NULL,  -- features / neurons edited for int_lang at the hooked layers
-    multiplier   DOUBLE,            -- α (sae-features, sae-ablate, neuron scaling)
-    value        DOUBLE             -- the fixed value (neuron fixed)
+    n_units      INTEGER NOT NULL,  -- features / neurons edited for int_lang at the hooked layers (diffmean: layers)
+    multiplier   DOUBLE,            -- α (sae-features, sae-ablate, neuron scaling, diffmean)
+    value        DOUBLE,            -- the fixed value (neuron fixed)
+    source       VARCHAR            -- the feature set (or DiffMean vector set) intervened with; NULL for the baseline
 );
 
 -- results/generate_results/name=<name>/part-0.parquet: `langfeat generate`, one row per generated sample,
@@ -101,9 +102,27 @@ CREATE TABLE generate_results (
     text           VARCHAR NOT NULL,  -- the continuation, special tokens removed
     n_new_tokens   INTEGER NOT NULL,
     stopped_eos    BOOLEAN NOT NULL,  -- generation ended with EOS before max_new_tokens
-    n_units        INTEGER NOT NULL,  -- features used for the steering vector
+    n_units        INTEGER NOT NULL,  -- features used for the steering vector (diffmean: layers steered)
     lid_lang       VARCHAR,           -- language the identifier assigns to text (canonical tag); NULL if not judged
-    lid_prob       DOUBLE             -- its confidence
+    lid_prob       DOUBLE,            -- its confidence
+    method         VARCHAR,           -- sae-features | diffmean | prompting (NULL in older results: sae-features)
+    source         VARCHAR,           -- the feature set or DiffMean vector set steered with; NULL for prompting
+    n_chars        INTEGER,           -- characters (code points) of text
+    flu_targets    INTEGER,           -- tokens of text scored for fluency (BOS + text re-tokenized, BOS not a target)
+    flu_nll        DOUBLE,            -- their summed negative log-likelihood under the unsteered model, nats
+    char_ppl       DOUBLE             -- fluency: exp(flu_nll / n_chars), per-character perplexity; NULL if empty/unscored
+);
+
+-- results/diffmean_means/name=<name>/part-0.parquet: `langfeat identify --algorithm diffmean`, the mean MLP output
+-- of each language at each layer over the stored tokens of the identification runs (BOS position excluded), one row
+-- per (language, layer, dimension). The DiffMean steering vectors are the view diffmean_vectors over these means.
+CREATE TABLE diffmean_means (
+    lang     VARCHAR NOT NULL,  -- canonical tag
+    layer    INTEGER NOT NULL,
+    dim      INTEGER NOT NULL,  -- 0 .. d_model-1
+    mean     DOUBLE  NOT NULL,  -- mean over the language's token positions of the MLP output's dimension dim
+    n_tokens BIGINT  NOT NULL,  -- token positions averaged
+    n_docs   BIGINT  NOT NULL   -- documents they came from
 );
 
 -- results/classify_docs/name=<name>/part-0.parquet: `langfeat classify`, one row per classified document.

@@ -10,6 +10,8 @@ Steps (one function each, every one skipped when its output already exists):
 6. ``classify``  the held-out UDHR texts with every classifier and fastText;
 7. ``ppl``       ΔPPL matrices: SAE steering (α = −0.2·max), true SAE ablation, LAPE neurons = 0;
 8. ``generate``  steered generation towards a few languages, judged by fastText;
+   ``steer``     DiffMean vectors (set ``demo-diffmean``) and a scored steering sweep over α of SAE-LAPE features,
+                 DiffMean and prompting (result ``demo-sweep``);
 9. ``check``     ``langfeat check`` on a few texts (``<store>/demo/check.json``);
 10. ``report``   the HTML report.
 
@@ -41,6 +43,9 @@ PPL_RUNS = {  # result name -> (intervention type, feature set, multiplier, valu
     "demo-ppl-neurons": ("neuron", NEURON_SET, None, 0.0),
 }
 GENERATE_RESULT = "demo-generate"
+DIFFMEAN_SET = "demo-diffmean"
+SWEEP_RESULT = "demo-sweep"
+SWEEP_METHODS = ("sae-features", "diffmean", "prompting")
 DENSE_RATE = 0.1  # a latent firing on more than this share of held-out tokens counts as dense
 
 
@@ -74,6 +79,8 @@ class DemoSummary:
     ran: list[str] = field(default_factory=list)  # steps that did work
     skipped: list[str] = field(default_factory=list)  # steps found finished
     seconds: dict[str, float] = field(default_factory=dict)
+    steering: pl.DataFrame = field(default_factory=pl.DataFrame)  # generate_best_alpha of the sweep
+    methods_ppl: pl.DataFrame = field(default_factory=pl.DataFrame)  # the methods_ppl view
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -364,6 +371,34 @@ def generate_step(config: DemoConfig, progress: Any) -> bool:
     return True
 
 
+def steer_step(config: DemoConfig, progress: Any) -> bool:
+    """DiffMean vectors of the identification runs (every language, ``diffmean_docs`` documents each, the SAE layers)
+    and the steering sweep: SAE-LAPE features and DiffMean at each of ``sweep_multipliers`` plus prompting, towards
+    each of ``generate_langs``, every sample judged and scored for fluency. (A DiffMean ΔPPL matrix costs about as
+    much again, so the demo leaves it to ``langfeat ppl --intervention-type diffmean``.)"""
+    from langfeat.diffmean import make_diffmean
+    from langfeat.experiments.generate import run_generate
+    from langfeat.options import GenerateOptions, Sampling
+
+    did = False
+    if not _has_result(config, "diffmean_means", DIFFMEAN_SET):
+        make_diffmean(config.store, layers=list(config.layers), name=DIFFMEAN_SET, batch=config.batch,
+                      dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+                      max_docs=config.diffmean_docs, device=config.device, progress=progress)
+        did = True
+    targets = [lang for lang in config.generate_langs if lang in _set_langs(config, SAE_SET)]
+    if targets and not _has_result(config, "generate_results", SWEEP_RESULT):
+        run_generate(GenerateOptions(
+            model=config.model, langs=targets, methods=list(SWEEP_METHODS),
+            multipliers=list(config.sweep_multipliers), times=config.sweep_times, seed=config.seed,
+            sampling=Sampling(max_new_tokens=config.sweep_tokens), batch=config.sweep_times, feature_set=SAE_SET,
+            local_sae_dir=config.sae_dir, diffmean=DIFFMEAN_SET, store=config.store, name=SWEEP_RESULT,
+            device=config.device,
+        ), progress)
+        did = True
+    return did
+
+
 def _check_path(config: DemoConfig) -> Path:
     from langfeat.store.layout import store_path
 
@@ -425,8 +460,11 @@ def summarise(config: DemoConfig, sae_stats: list[SaeStats], check_rows: list[di
         switch = st.sql("SELECT lang, multiplier, n, n_target, target_rate, switch_rate FROM generate_switch "
                         "WHERE name = ? ORDER BY lang, multiplier", [GENERATE_RESULT])
         ovo = own_vs_other(st)
+        steering = st.sql("SELECT method, lang, best_alpha, success_rate, fluency_score, steering_score, n_alphas "
+                          "FROM generate_best_alpha WHERE name = ? ORDER BY lang, method", [SWEEP_RESULT])
+        methods_ppl = st.sql("SELECT * FROM methods_ppl")
     return DemoSummary(config=config, sae_stats=sae_stats, features=features, own_vs_other=ovo, lid=lid, ppl=ppl,
-                       switch=switch, check=check_rows, report=report)
+                       switch=switch, check=check_rows, report=report, steering=steering, methods_ppl=methods_ppl)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -460,6 +498,7 @@ def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None
         step("classify", lambda: classify_step(config, progress))
         step("ppl", lambda: ppl_step(config, progress))
         step("generate", lambda: generate_step(config, progress))
+        step("steer", lambda: steer_step(config, progress))
         check_rows, _ = step("check", lambda: check_step(config))
     t0 = time.time()
     report = report_step(config)
@@ -475,7 +514,9 @@ def ppl_note(config: DemoConfig) -> str:
     return (f"identification and LID: {len(config.langs)} languages (LID on {per} UDHR segments each); "
             f"ΔPPL: {len(config.ppl_langs)} languages ({' '.join(config.ppl_langs)}) × {config.ppl_docs} UDHR "
             f"segments; generation: {' '.join(config.generate_langs)}, {config.generate_times} samples × "
-            f"{config.generate_tokens} tokens per (language, α)")
+            f"{config.generate_tokens} tokens per (language, α); steering sweep: α "
+            f"{' '.join(f'{a:g}' for a in config.sweep_multipliers)}, {config.sweep_times} samples × "
+            f"{config.sweep_tokens} tokens per (language, method, α)")
 
 
 __all__ = ["DemoConfig", "DemoSummary", "SaeStats", "run_demo"]

@@ -340,10 +340,15 @@ def _generate_blocks(st: Any, figs: _Figures) -> list[dict[str, Any]]:
     for i, (name,) in enumerate(sw.select("name").unique(maintain_order=True).iter_rows()):
         part = sw.filter(pl.col("name") == name)
         fig = go.Figure()
-        for lang in _lang_order(part["lang"].to_list()):
+        methods = sorted(part["method"].unique().to_list())
+        for lang, method in ((x, m) for x in _lang_order(part["lang"].to_list()) for m in methods):
             for last in sorted(part.filter(pl.col("lang") == lang)["last_token"].unique().to_list()):
-                line = part.filter((pl.col("lang") == lang) & (pl.col("last_token") == last))
-                label = _lang_label(lang) + (" (last token)" if last else "")
+                line = part.filter((pl.col("lang") == lang) & (pl.col("last_token") == last)
+                                   & (pl.col("method") == method))
+                if line.height == 0:
+                    continue
+                label = _lang_label(lang) + (" (last token)" if last else "") + (f" {method}" if len(methods) > 1
+                                                                                  else "")
                 fig.add_trace(go.Scatter(
                     name=label, x=line["multiplier"].to_list(), y=line["switch_rate"].to_list(),
                     mode="lines+markers", customdata=line.select("n_switched", "n_judged").rows(),
@@ -356,8 +361,8 @@ def _generate_blocks(st: Any, figs: _Figures) -> list[dict[str, Any]]:
         blocks.append({"figure": figs.render(
             fig, f"fig-generate-{i}", f"{name}: switch rate by α",
             "α ≥ 0: share of judged samples identified as the language; α < 0: share identified as another one")})
-        cols = ["lang", "multiplier", "last_token", "n", "n_judged", "n_switched", "switch_rate", "target_rate",
-                "base_target_rate", "top_lid_lang", "mean_new_tokens"]
+        cols = ["lang", "method", "multiplier", "last_token", "n", "n_judged", "n_switched", "switch_rate",
+                "target_rate", "base_target_rate", "top_lid_lang", "mean_new_tokens"]
         blocks.append({"table": Table.of(part.select(cols)), "caption": f"{name}: per language and α"})
     return blocks
 

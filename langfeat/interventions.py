@@ -10,6 +10,8 @@ a context manager: ``with intervention.applied(model): model(...)``.
   where they fire (α = −1 sets them to 0), decode, and add back the SAE error (x − x̂); nothing else changes.
 * :class:`NeuronEdit` (``neuron``): LAPE neurons of ``mlp.act_fn`` set to a value (``fixed``) or shifted by
   α · max (``scaling``).
+* ``diffmean`` (:func:`diffmean_steering`, a :class:`Steering`): MLP output += α · v_L at each layer, v_L the
+  language's DiffMean vector (``langfeat.diffmean``), built from vectors instead of a feature frame.
 """
 
 from __future__ import annotations
@@ -28,7 +30,7 @@ from langfeat.layers import LayerSpec, mlp_path, parse_option
 from langfeat.models import base_prefix, get_module, sae_decode
 from langfeat.models import load_saes as load_layer_saes
 
-INTERVENTION_TYPES = ("none", "sae-features", "sae-ablate", "neuron")
+INTERVENTION_TYPES = ("none", "sae-features", "sae-ablate", "neuron", "diffmean")
 VALUE_TYPES = {"max": "act_max", "min": "act_min", "avg": "act_avg"}
 NEURON_METHODS = ("fixed", "scaling")
 
@@ -207,6 +209,8 @@ def build(
         raise UsageError(
             f"unknown --intervention-type {intervention_type!r}: use one of {', '.join(INTERVENTION_TYPES)}"
         )
+    if intervention_type == "diffmean":
+        raise UsageError("--intervention-type diffmean steers with vectors, not features: use diffmean_steering")
     rows = select_lang(features, tag)
     used = pl.concat([p for _, p in _by_layer(rows, specs)]) if rows.height else rows
     if intervention_type == "sae-ablate":
@@ -241,6 +245,18 @@ def build(
     return NeuronEdit(intervention_type, tag, used.height, edits=edits, method=neuron_method)
 
 
+def diffmean_steering(
+    vectors: dict[int, torch.Tensor], lang: str, specs: list[LayerSpec], multiplier: float,
+    last_token_only: bool = False,
+) -> Steering:
+    """MLP output += ``multiplier`` · ``vectors[layer]`` at every layer of ``specs`` that has a vector (a DiffMean
+    vector set's vectors of ``lang``, see :func:`langfeat.diffmean.load_vectors`); ``n_units`` counts those layers."""
+    tag = langs.canonical(lang)
+    hooked = [s for s in specs if s.layer in vectors]
+    vecs = {s.mlp_path: float(multiplier) * vectors[s.layer].float() for s in hooked}
+    return Steering("diffmean", tag, len(hooked), vectors=vecs, last_token_only=last_token_only)
+
+
 def layer_specs(model: torch.nn.Module, patterns: list[str] | None, features: pl.DataFrame) -> list[LayerSpec]:
     """The hooked layers: ``--layer`` patterns, else every layer of the feature set (``<base>.layers.N.mlp``)."""
     if not patterns:
@@ -249,6 +265,25 @@ def layer_specs(model: torch.nn.Module, patterns: list[str] | None, features: pl
     specs = parse_option(patterns, neurons=False)
     for spec in specs:
         get_module(model, spec.mlp_path)
+    return specs
+
+
+def vector_layer_specs(model: torch.nn.Module, patterns: list[str] | None, vectors: dict[str, dict[int, torch.Tensor]]
+                       ) -> list[LayerSpec]:
+    """The hooked layers of a vector intervention: ``--layer`` patterns, else every layer some language has a vector
+    at; a layer without a vector, or a vector of another width than the model's, is a one-line error."""
+    have = sorted({layer for per_lang in vectors.values() for layer in per_lang})
+    prefix = base_prefix(model)
+    specs = parse_option(patterns or [mlp_path(prefix, n) for n in have], neurons=False)
+    width = getattr(model.config, "hidden_size", None)
+    for spec in specs:
+        get_module(model, spec.mlp_path)
+        if spec.layer not in have:
+            raise UsageError(f"the vector set has no vector at layer {spec.layer}: pick --layer from {have}")
+        for vec in (v[spec.layer] for v in vectors.values() if spec.layer in v):
+            if width is not None and vec.shape[-1] != width:
+                raise UsageError(f"the vectors have {vec.shape[-1]} dimensions, the model {width}: the set belongs "
+                                 "to another model")
     return specs
 
 

@@ -30,6 +30,7 @@ FLAGS = {
     "classifier": "--classifier-type",
     "neuron_method": "--neuron-intervention-method",
     "max_new_tokens": "--max-new-token",
+    "methods": "--method",
 }
 
 # The paper's spellings of some values -> langfeat's.
@@ -161,6 +162,7 @@ class PplOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
     store: str | None = None
     name: str | None = None
     baseline: bool = True
+    diffmean: str | None = None  # a DiffMean vector set (intervention_type 'diffmean')
 
     def __post_init__(self) -> None:
         self.lape_value_type = VALUE_TYPE_ALIASES.get(self.lape_value_type, self.lape_value_type)
@@ -190,7 +192,8 @@ class Sampling:
 
 @dataclass(kw_only=True)
 class GenerateOptions(ModelSpec, SaeSpec, FeatureSpec):
-    """Everything ``langfeat generate`` takes (``multipliers`` defaults to the paper's α = 1)."""
+    """Everything ``langfeat generate`` takes (``multipliers`` defaults to the paper's α = 1; ``methods`` to the
+    paper's SAE-feature steering)."""
 
     model: str
     langs: list[str]
@@ -205,6 +208,10 @@ class GenerateOptions(ModelSpec, SaeSpec, FeatureSpec):
     store: str | None = None
     name: str | None = None
     judge: bool = True
+    methods: list[str] = field(default_factory=lambda: ["sae-features"])  # sae-features | diffmean | prompting
+    diffmean: str | None = None  # the DiffMean vector set of method diffmean
+    instruction: str = "Answer in {language}."  # the prompting baseline's prefix ({language}: English name)
+    fluency: bool = True  # score each sample's per-character perplexity under the unsteered model
 
 
 def stored(opts: Any, **resolved: Any) -> dict[str, Any]:
@@ -276,6 +283,10 @@ class DemoConfig:
     generate_multipliers: tuple[float, ...] = (0.0, 1.0)
     generate_times: int = 4
     generate_tokens: int = 24
+    sweep_multipliers: tuple[float, ...] = (0.0, 2.0)  # the steering sweep (SAE-LAPE, DiffMean, prompting)
+    sweep_times: int = 2
+    sweep_tokens: int = 8
+    diffmean_docs: int | None = 4  # identification documents per language averaged for the DiffMean vectors
     check_texts: tuple[str, ...] = CHECK_TEXTS
     device: str = "auto"
     seed: int = 0

@@ -15,7 +15,16 @@ from typer.testing import CliRunner
 
 from langfeat import corpus
 from langfeat.cli import app
-from langfeat.demo import CLASSIFIERS, DENSE_RATE, NEURON_SET, SAE_SET, DemoConfig, run_demo
+from langfeat.demo import (
+    CLASSIFIERS,
+    DENSE_RATE,
+    DIFFMEAN_SET,
+    NEURON_SET,
+    SAE_SET,
+    SWEEP_RESULT,
+    DemoConfig,
+    run_demo,
+)
 from langfeat.errors import UsageError
 from langfeat.models import load_model
 from langfeat.store import open_store
@@ -28,7 +37,9 @@ def tiny(store: Path, model: Path) -> DemoConfig:
         store=str(store), model=str(model), langs=LANGS, layers=(1, 2), num_latents=64, k=4, train_docs=3,
         ctx_len=32, train_batch=4, fvu_docs=3, identify_docs=8, eval_docs=5, max_length=40, batch=4,
         ppl_langs=("en", "de", "ru"), ppl_docs=2, generate_langs=LANGS, generate_times=2, generate_tokens=4,
-        check_texts=("hello world", "guten Tag"), device="cpu",
+        sweep_multipliers=(0.0, 1.5), sweep_times=2, sweep_tokens=4, diffmean_docs=3,
+        check_texts=("hello world", "guten Tag"),
+        device="cpu",
     )
 
 
@@ -40,7 +51,7 @@ def demo(toy_model_dir, tmp_path_factory):
 
 def test_every_step_ran_and_the_summary_reads_the_store(demo):
     cfg, s = demo
-    assert s.ran == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "check"]
+    assert s.ran == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "steer", "check"]
     assert s.report.is_file() and s.report.name == "index.html"
     assert Path(cfg.sae_dir).name == "demo-store-saes"
     with open_store(cfg.store) as st:
@@ -86,6 +97,26 @@ def test_own_vs_other_view_equals_a_recount_from_events(demo):
             assert got[lang]["ratio"] == pytest.approx(rate[lang] / others[top], rel=1e-12)
 
 
+def test_steer_step_stores_vectors_ppl_and_a_scored_sweep(demo):
+    cfg, s = demo
+    with open_store(cfg.store) as st:
+        norms = st.sql("SELECT lang, layer, n_langs, n_docs FROM diffmean_norms WHERE name = ?", [DIFFMEAN_SET])
+        sweep = st.sql("SELECT * FROM generate_results WHERE name = ?", [SWEEP_RESULT])
+        best = st.sql("SELECT method, lang, best_alpha, success_rate, fluency_score, steering_score, n_alphas "
+                      "FROM generate_best_alpha WHERE name = ? ORDER BY lang, method", [SWEEP_RESULT])
+        sae_langs = set(st.sql("SELECT DISTINCT lang FROM feature_sets WHERE name = ?", [SAE_SET])["lang"])
+    assert sorted(set(norms["lang"])) == sorted(LANGS) and sorted(set(norms["layer"])) == list(cfg.layers)
+    assert set(norms["n_langs"]) == {len(LANGS)} and set(norms["n_docs"]) == {cfg.diffmean_docs}
+    targets = [lang for lang in cfg.generate_langs if lang in sae_langs]
+    # per language: two steering methods × each α, plus prompting once; every sample judged and scored
+    assert sweep.height == len(targets) * (2 * len(cfg.sweep_multipliers) + 1) * cfg.sweep_times
+    assert sweep["char_ppl"].null_count() == sweep.filter(pl.col("n_chars") == 0).height
+    assert s.steering.equals(best) and s.steering.height == 3 * len(targets)
+    assert set(s.methods_ppl["method"]) == {"sae-features demo-sae α=-0.2", "sae-ablate demo-sae α=-1",
+                                            "neuron demo-neurons value=0"}
+    assert s.methods_ppl.columns == ["method", "n_rows", "n_diag_rowmax", "median_diag", "median_offdiag", "ratio"]
+
+
 def test_sae_stats_equal_a_hand_computation(demo):
     from sparsify import SparseCoder
 
@@ -129,9 +160,10 @@ def test_a_second_run_does_no_work_and_gives_the_same_summary(demo):
     files.update({p: p.stat().st_mtime_ns for p in Path(cfg.sae_dir).rglob("*") if p.is_file()})
     again = run_demo(cfg)
     assert again.ran == []
-    assert again.skipped == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "check"]
+    assert again.skipped == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "steer",
+                             "check"]
     assert {p: p.stat().st_mtime_ns for p in files} == files
-    for attr in ("features", "own_vs_other", "lid", "ppl", "switch"):
+    for attr in ("features", "own_vs_other", "lid", "ppl", "switch", "steering", "methods_ppl"):
         assert getattr(again, attr).equals(getattr(first, attr)), attr
     assert again.sae_stats == first.sae_stats and again.check == first.check
 

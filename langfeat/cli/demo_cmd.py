@@ -69,6 +69,9 @@ def render_summary(summary: DemoSummary) -> list[Any]:
         rich_table(summary.lid, title="language identification of held-out UDHR text"),
         rich_table(summary.ppl, title="ΔPPL (mean): diagonal vs off-diagonal median"),
         rich_table(summary.switch, title="steered generation: switch rate (fastText judge)"),
+        rich_table(summary.steering, title="steering sweep: best α per method (steering score = harmonic mean of "
+                                           "success and fluency)", max_rows=summary.steering.height),
+        rich_table(summary.methods_ppl, title="ΔPPL per method: diagonal = row maximum in n_diag_rowmax of n_rows"),
         rich_table(pl.DataFrame(summary.check) if summary.check else pl.DataFrame(), title="check"),
     ]
     lines = [ppl_note(cfg),

@@ -61,6 +61,17 @@ def generate_command(
     local_sae_dir: LocalSaeDir = None,
     judge: Annotated[bool, typer.Option(help="Judge each sample's language with the fastText identifier.")
                      ] = G.judge,
+    methods: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        "--method", help="sae-features (the paper's steering) | diffmean (α · DiffMean vector, needs --diffmean) | "
+                         "prompting ('Answer in <language>.' before the prompt, no steering); several = one sweep. "
+                         "Default: sae-features.")] = None,
+    diffmean: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="DiffMean vector set for --method diffmean (made by `identify --algorithm diffmean`).")] = None,
+    instruction: Annotated[str, typer.Option(
+        help="The prompting baseline's prefix; {language} becomes the language's English name.")] = G.instruction,
+    fluency: Annotated[bool, typer.Option(
+        help="Score each sample's per-character perplexity under the unsteered model (the fluency score).")
+    ] = G.fluency,
     dtype: Dtype = G.dtype,
     device: Device = G.device,
     gguf_file: GgufFile = None,
@@ -70,10 +81,11 @@ def generate_command(
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
-    """Generate with SAE-feature steering, store every sample, judge its language; print switch rates.
+    """Generate with steering (SAE features, DiffMean) or prompting, store every sample, judge its language and
+    fluency; print switch rates (steering scores: `langfeat report generate NAME --scores`).
 
     Example: langfeat generate smollm2 --lang de fr --multiplier 0 0.4 --times 10 --feature-set lape_all
-    --local-sae-dir saes
+    --local-sae-dir saes --method sae-features diffmean prompting --diffmean dm
     """
     from langfeat.experiments import generate as gen
     from langfeat.progress import progress_bar
@@ -83,7 +95,8 @@ def generate_command(
     sampling = S(do_sample=not greedy, temperature=temperature, top_p=top_p, top_k=top_k,
                  max_new_tokens=max_new_tokens)
     opts = build(G, locals(), langs=split_values(langs), multipliers=list(multipliers), layers=layers or None,
-                 sampling=sampling, store=str(store) if store else None)
+                 sampling=sampling, store=str(store) if store else None,
+                 methods=split_values(methods) or ["sae-features"])
     with progress_bar() as bar:
         bar.disable = not progress
         result, rows = gen.run_generate(opts, bar)
@@ -99,11 +112,15 @@ def report_generate(
     column: Annotated[str, typer.Option(help="Matrix value: switch_rate | target_rate | n_switched | ...")
                       ] = "switch_rate",
     samples: Annotated[int, typer.Option(help="Also show this many samples per (language, α).")] = 0,
+    scores: Annotated[bool, typer.Option(
+        "--scores", help="Show success rate, fluency and steering score per (method, language, α) and the best α "
+                         "per language instead of switch rates.")] = False,
     store: StoreOption = None,
     fmt: FormatOption = Format.table,
     output: OutputOption = None,
 ) -> None:
-    """Switch rates by language and α (the automatic version of the paper's human 'changed' counts)."""
+    """Switch rates by language and α (the automatic version of the paper's human 'changed' counts); with
+    --scores the steering scores and the best α per language."""
     from langfeat.experiments import generate as gen
     from langfeat.store import open_store
 
@@ -111,9 +128,18 @@ def report_generate(
         if name is None:
             emit(gen.list_results(st), fmt, output, title="generate results")
             return
+        if scores:
+            cells, best = gen.steering_scores(st, name), gen.best_alphas(st, name)
+            if fmt is not Format.table or output is not None:
+                emit(cells, fmt, output, title=f"generate {name}: steering scores")
+                return
+            out_console.print(rich_table(cells, title=f"steering scores per (method, language, α) ({name})",
+                                         max_rows=cells.height))
+            out_console.print(rich_table(best, title="best α per (method, language)", max_rows=best.height))
+            return
         rates = gen.switch_rates(st, name)
-        if column not in rates.columns or column in ("lang", "multiplier", "last_token"):
-            raise UsageError(f"unknown --column {column!r}: use one of {', '.join(rates.columns[3:])}")
+        if column not in rates.columns or column in ("lang", "multiplier", "last_token", "method"):
+            raise UsageError(f"unknown --column {column!r}: use one of {', '.join(rates.columns[4:])}")
         if fmt is not Format.table or output is not None:
             emit(rates, fmt, output, title=f"generate {name}")
             return

@@ -60,7 +60,9 @@ def identify_cmd(
     dataset_configs: Annotated[list[str] | None, typer.Option(
         help="Runs to merge as DATASET:CONFIG, bracex: 'facebook/xnli:{en,de}'. Default: every complete run.")
     ] = None,
-    algorithm: Annotated[str, typer.Option(help="sae-lape (or sae_lape) | lape.")] = "sae-lape",
+    algorithm: Annotated[str, typer.Option(
+        help="sae-lape (or sae_lape) | lape | diffmean (steering vectors: re-runs the runs' model over their "
+             "stored tokens; see `langfeat report diffmean`).")] = "sae-lape",
     topk_threshold_ratio: Annotated[float, typer.Option(
         help="SAE-LAPE: assign a unit to every language with p ≥ ratio · max p.")] = _D["ratio"],
     example_rate: Annotated[float, typer.Option(
@@ -102,6 +104,12 @@ def identify_cmd(
     Example: langfeat identify --layer 'model.layers.{0..15}.mlp' --dataset-configs 'facebook/xnli:{en,de,fr}'
     'openlanguagedata/flores_plus:{eng_Latn,deu_Latn}' --topk-threshold-ratio 0.5 --lang-specific
     """
+    if algorithm.strip().lower() == "diffmean":
+        from langfeat.cli.diffmean_cmd import identify_diffmean
+
+        identify_diffmean(store, model=model, layers=layer or None, dataset_configs=dataset_configs or None,
+                          role=None if role == "all" else role, runs=run or None, name=name, overwrite=overwrite)
+        return
     from langfeat.identify import identify_named, summary
     from langfeat.stats import opened
 

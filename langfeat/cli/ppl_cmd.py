@@ -48,7 +48,8 @@ def ppl_command(
     text_column: TextColumn = None,
     layers: Layers = None,
     intervention_type: Annotated[str, typer.Option(
-        help="none | sae-features (the paper's steering) | sae-ablate | neuron.")] = P.intervention_type,
+        help="none | sae-features (the paper's steering) | sae-ablate | neuron | diffmean (α · DiffMean vector, "
+             "needs --diffmean).")] = P.intervention_type,
     intervention_langs: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
         "--intervention-lang", help="Intervened language(s), or 'all' (one sweep, baseline once).")] = None,
     multiplier: Annotated[Optional[float], typer.Option(  # noqa: UP045
@@ -64,6 +65,9 @@ def ppl_command(
         "--neuron-intervention-method", help="fixed (set to --value) | scaling (+ α·max).")] = P.neuron_method,
     feature_set: FeatureSet = None,
     lape_result_path: LapeResultPath = None,
+    diffmean: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="DiffMean vector set for --intervention-type diffmean (made by `identify --algorithm diffmean`).")
+    ] = None,
     sae_model: SaeModel = None,
     local_sae_dir: LocalSaeDir = None,
     batch: Annotated[int, typer.Option(help="Sentences per forward pass (the paper ran one at a time).")] = P.batch,

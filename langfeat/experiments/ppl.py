@@ -12,6 +12,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import polars as pl
@@ -156,6 +157,18 @@ def check_options(opts: PplOptions) -> None:
         raise UsageError(f"--intervention-type {opts.intervention_type} needs --intervention-lang L (or 'all')")
     if opts.lape_value_type not in iv.VALUE_TYPES:
         raise UsageError(f"unknown --lape-value-type {opts.lape_value_type!r}: use max, min or avg")
+    if opts.intervention_type == "diffmean":
+        if not opts.diffmean:
+            raise UsageError("--intervention-type diffmean needs --diffmean NAME (a vector set made by "
+                             "`langfeat identify --algorithm diffmean`)")
+        if opts.feature_set or opts.lape_result_path:
+            raise UsageError("--intervention-type diffmean steers with --diffmean vectors: drop --feature-set / "
+                             "--lape-result-path")
+        if opts.multiplier is None:
+            raise UsageError("--intervention-type diffmean needs --multiplier (α, e.g. -1)")
+        return
+    if opts.diffmean:
+        raise UsageError("--diffmean needs --intervention-type diffmean")
     if opts.intervention_type == "sae-features" and opts.multiplier is None:
         raise UsageError("--intervention-type sae-features needs --multiplier (e.g. -0.2)")
     if opts.intervention_type.startswith("sae") and opts.sae_model is None and opts.local_sae_dir is None:
@@ -168,9 +181,10 @@ def check_options(opts: PplOptions) -> None:
     FeatureSource.of(opts).check()
 
 
-def intervention_langs(values: Sequence[str], features: pl.DataFrame) -> list[str]:
-    """Canonical intervention languages; ``all`` means every language of the feature set."""
-    present = iv.set_langs(features)
+def intervention_langs(values: Sequence[str], features: pl.DataFrame | Sequence[str]) -> list[str]:
+    """Canonical intervention languages; ``all`` means every language of the feature set (or of the given
+    languages, e.g. a DiffMean vector set's)."""
+    present = iv.set_langs(features) if isinstance(features, pl.DataFrame) else list(features)
     out: list[str] = []
     for value in values:
         for part in str(value).split(","):
@@ -181,8 +195,9 @@ def intervention_langs(values: Sequence[str], features: pl.DataFrame) -> list[st
             out += [t for t in tags if t not in out]
     missing = [t for t in out if t not in present]
     if missing:
+        what = "units" if isinstance(features, pl.DataFrame) else "vectors"
         raise UsageError(
-            f"the feature set has no units for {', '.join(missing)}: pick from {', '.join(present)} or 'all'"
+            f"the set has no {what} for {', '.join(missing)}: pick from {', '.join(present)} or 'all'"
         )
     return out
 
@@ -191,12 +206,14 @@ def default_name(opts: PplOptions, int_langs: Sequence[str]) -> str:
     """A readable result name when --name is not given."""
     parts = [opts.intervention_type]
     if opts.intervention_type != "none":
-        parts.append(opts.feature_set or "lape")
+        parts.append(opts.diffmean or opts.feature_set or "lape")
         parts.append("all" if len(int_langs) > 3 else "+".join(int_langs))
         if opts.intervention_type == "neuron" and opts.neuron_method == "fixed":
             parts.append(f"value{opts.value:g}")
         elif opts.intervention_type == "sae-features":
             parts.append(f"{opts.lape_value_type}{opts.multiplier:g}")
+        elif opts.intervention_type == "diffmean":
+            parts.append(f"a{opts.multiplier:g}")
         elif opts.multiplier is not None:
             parts.append(f"mult{opts.multiplier:g}")
     return "-".join(parts).replace("/", "_").replace(" ", "_")
@@ -211,10 +228,17 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
     check_options(opts)
     features = None
     int_langs: list[str] = []
-    if opts.intervention_type != "none":
+    source = None
+    if opts.intervention_type == "diffmean":
+        from langfeat import diffmean
+
+        int_langs = intervention_langs(opts.intervention_langs, diffmean.set_langs(opts.store, opts.diffmean))
+        source = opts.diffmean
+    elif opts.intervention_type != "none":
         features = feature_source.load_feature_set(opts.store, FeatureSource.of(opts))
         iv.check_kind(features, opts.intervention_type)
         int_langs = intervention_langs(opts.intervention_langs, features)
+        source = opts.feature_set or (Path(opts.lape_result_path).name if opts.lape_result_path else None)
     name = check_name(opts.name or default_name(opts, int_langs))
     eval_sets = load_eval_sets(opts)
 
@@ -225,6 +249,13 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
         es.rows, es.texts, es.ids = ([seq[i] for i in keep] for seq in (es.rows, es.texts, es.ids))
     plans: list[iv.Intervention] = []
     layer_list: list[int] = []
+    if opts.intervention_type == "diffmean":
+        from langfeat import diffmean
+
+        vectors = {lang: diffmean.load_vectors(opts.store, opts.diffmean, lang) for lang in int_langs}
+        specs = iv.vector_layer_specs(model, opts.layers, vectors)
+        layer_list = [s.layer for s in specs]
+        plans = [iv.diffmean_steering(vectors[lang], lang, specs, float(opts.multiplier)) for lang in int_langs]
     if features is not None:
         specs = iv.layer_specs(model, opts.layers, features)
         layer_list = [s.layer for s in specs]
@@ -248,6 +279,7 @@ def run_ppl(opts: PplOptions, progress: Any = None) -> tuple[str, pl.DataFrame]:
         pl.lit(opts.multiplier, dtype=pl.Float64).alias("multiplier"),
         pl.lit(opts.value if opts.intervention_type == "neuron" and opts.neuron_method == "fixed" else None,
                dtype=pl.Float64).alias("value"),
+        pl.when(pl.col("intervention") != "none").then(pl.lit(source, dtype=pl.String)).alias("source"),
     )
     params = stored(
         opts, model=mid, dataset=eval_sets[0].dataset, split=eval_sets[0].split, langs=[es.lang for es in eval_sets],

@@ -2,6 +2,7 @@
 -- inputs: generate_results
 CREATE OR REPLACE VIEW generate_result_list AS
 SELECT name,
+       string_agg(DISTINCT coalesce(method, 'sae-features'), ' ' ORDER BY coalesce(method, 'sae-features')) AS methods,
        count(DISTINCT lang)       AS n_langs,
        count(DISTINCT multiplier) AS n_multipliers,
        count(*)                   AS n_samples,

@@ -1,15 +1,17 @@
--- generate_switch: the automatic version of the paper's human "changed" count, per (name, language, α, mode).
+-- generate_switch: the automatic version of the paper's human "changed" count, per (name, method, language, α,
+-- mode); method is sae-features for results written before generate had methods.
 --   n_target    samples the language identifier assigns to the steered language
 --   n_away      judged samples assigned to any other language
 --   n_switched  n_target when α >= 0 (steering towards the language), n_away when α < 0 (steering away from
 --               it, like the paper's English rows)
 -- Rates are over judged samples (empty continuations are not judged). base_target_rate is the α = 0 rate of
--- the same name and language, when that baseline was generated.
+-- the same name, method and language, when that baseline was generated.
 -- inputs: generate_results
 CREATE OR REPLACE VIEW generate_switch AS
 WITH cells AS (
     SELECT
         name,
+        coalesce(method, 'sae-features')                           AS method,
         lang,
         multiplier,
         last_token,
@@ -29,6 +31,7 @@ SELECT
     c.lang,
     c.multiplier,
     c.last_token,
+    c.method,
     c.n,
     c.n_judged,
     c.n_target,
@@ -43,4 +46,4 @@ SELECT
     c.eos_rate
 FROM cells AS c
 LEFT JOIN cells AS b
-  ON b.name = c.name AND b.lang = c.lang AND b.last_token = c.last_token AND b.multiplier = 0;
+  ON b.name = c.name AND b.method = c.method AND b.lang = c.lang AND b.last_token = c.last_token AND b.multiplier = 0;
