@@ -271,6 +271,13 @@ def process_shard(plan: Plan, run: RunShards, shard: int, texts: list[str], batc
     return write_shard(run.work, run.lang, encode_shard(plan, run, shard, texts, batch))
 
 
+def worker_plan(config: IngestConfig) -> Plan:
+    """The plan of a Ray worker: the model on ``config.device`` and the SAEs of ``config``, loaded by the worker."""
+    model, tokenizer = load_model(config.model, config.gguf_file, config.dtype, config.device)
+    return build_plan(model, tokenizer, config.layers, config.sae_model, config.local_sae_dir, config.neurons,
+                      config.max_length)
+
+
 def _local_shards(
     run: RunShards, source: datamod.TextSource, plan: Plan, batch: int, advance: Callable[[int, int], None]
 ) -> dict[int, dict]:
@@ -437,7 +444,8 @@ def _ray_sources(sources: list[datamod.TextSource], config: IngestConfig, plan: 
                 begun.append((len(out) - 1, manifest, run, source))
         jobs = [ingest_ray.Job(run, source, progress.task(_label(source), len(source)))
                 for _, _, run, source in begun]
-        infos = ingest_ray.run_shards(jobs, config, plan.dims(), layout.root, progress.log) if jobs else []
+        steps = ingest_ray.Steps(plan=worker_plan, shard=process_shard)
+        infos = ingest_ray.run_shards(jobs, config, steps, plan.dims(), layout.root, progress.log) if jobs else []
         for (i, manifest, run, source), shard_infos in zip(begun, infos, strict=True):
             out[i] = _commit_source(layout, manifest, run, plan, shard_infos)
             committed += 1

@@ -3,9 +3,9 @@
 The driver plans every run exactly as the local engine does (run identity, run number, doc ids, shard plan,
 manifest) and reads the texts; one Ray Data pipeline then carries every unfinished shard (one row each, with its
 texts) through ``map_batches`` on a pool of actor workers (:class:`ShardWorker`), each holding the model and
-SAEs and writing whole shards into the runs' staging folders with the same :func:`~langfeat.ingest.encode_shard`
-and :func:`~langfeat.store.writer.write_shard` as the local engine. The driver commits each run with the same
-single rename once every shard's marker is there, so readers never see a partial run.
+SAEs and writing whole shards into the runs' staging folders with the same per-shard code as the local engine
+(:func:`langfeat.ingest.process_shard`, handed over as :class:`Steps`). The driver commits each run with the
+same single rename once every shard's marker is there, so readers never see a partial run.
 
 Resumption and failures: a shard whose marker exists is skipped by the driver and by the workers (whoever wrote
 it); an actor that dies is restarted by Ray and its shard retried (``max_restarts`` / ``max_task_retries``); a
@@ -114,16 +114,22 @@ def check_shared(path: str, token: str, store: str) -> None:
 
 
 # -- the workers -----------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Steps:
+    """The per-shard code the workers run, given by the caller (:mod:`langfeat.ingest`): ``plan(config)`` loads
+    the model and SAEs into a plan with ``dims()``; ``shard(plan, run, shard, texts, batch)`` encodes and writes
+    one shard and returns its marker. Functions travel to the workers by reference."""
+
+    plan: Callable[[IngestConfig], Any]
+    shard: Callable[[Any, Any, int, list[str], int], dict[str, Any]]
+
+
 class ShardWorker:
     """A Ray Data actor: loads the model and SAEs once, then encodes and writes whole shards (one per row)."""
 
-    def __init__(self, config: IngestConfig, runs: Sequence[Any], dims: dict, probe: tuple[str, str, str]):
-        from langfeat.ingest import build_plan
-        from langfeat.models import load_model
-
-        model, tokenizer = load_model(config.model, config.gguf_file, config.dtype, config.device)
-        self.plan = build_plan(model, tokenizer, config.layers, config.sae_model, config.local_sae_dir,
-                               config.neurons, config.max_length)
+    def __init__(self, config: IngestConfig, steps: Steps, runs: Sequence[Any], dims: dict,
+                 probe: tuple[str, str, str]):
+        self.plan, self.steps = steps.plan(config), steps
         self.runs, self.batch, self.dims, self.probe = list(runs), config.batch, dims, probe
         self.checked = False
 
@@ -153,16 +159,14 @@ class ShardWorker:
         self.checked = True
 
     def _shard(self, run: Any, shard: int, texts: list[str]) -> tuple[dict[str, Any], bool]:
-        from langfeat.ingest import process_shard
-
         info = run.done(shard)  # a retried task may find its shard finished by an earlier attempt
         if info is not None:
             return info, False
-        return process_shard(self.plan, run, shard, texts, self.batch), True
+        return self.steps.shard(self.plan, run, shard, texts, self.batch), True
 
 
 # -- the driver ------------------------------------------------------------------------------------------------
-def run_shards(jobs: Sequence[Job], config: IngestConfig, dims: dict, store_root: Path,
+def run_shards(jobs: Sequence[Job], config: IngestConfig, steps: Steps, dims: dict, store_root: Path,
                log: Callable[[str], None]) -> list[dict[int, dict]]:
     """Encode and write every unfinished shard of ``jobs`` on Ray; return each job's shard markers.
 
@@ -181,7 +185,7 @@ def run_shards(jobs: Sequence[Job], config: IngestConfig, dims: dict, store_root
         ray = _import_ray()
         started = _connect(ray, config.ray_address)
         try:
-            _run_pipeline(ray, items, jobs, config, dims, store_root, log)
+            _run_pipeline(ray, items, jobs, config, steps, dims, store_root, log)
         finally:
             if started:
                 ray.shutdown()
@@ -192,7 +196,7 @@ def run_shards(jobs: Sequence[Job], config: IngestConfig, dims: dict, store_root
     return out
 
 
-def _run_pipeline(ray, items: list[dict], jobs: Sequence[Job], config: IngestConfig, dims: dict,
+def _run_pipeline(ray, items: list[dict], jobs: Sequence[Job], config: IngestConfig, steps: Steps, dims: dict,
                   store_root: Path, log: Callable[[str], None]) -> None:
     workers, gpus, cpus = _resources(ray, config, len(items))
     ctx = ray.data.DataContext.get_current()
@@ -208,8 +212,8 @@ def _run_pipeline(ray, items: list[dict], jobs: Sequence[Job], config: IngestCon
         ds = ray.data.from_items(items, override_num_blocks=len(items))  # one block (one task) per shard
         ds = ds.map_batches(
             ShardWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=workers),
-            fn_constructor_kwargs={"config": config, "runs": [job.run for job in jobs], "dims": dims,
-                                   "probe": (probe_path, token, str(store_root))},
+            fn_constructor_kwargs={"config": config, "steps": steps, "runs": [job.run for job in jobs],
+                                   "dims": dims, "probe": (probe_path, token, str(store_root))},
             num_gpus=gpus, num_cpus=cpus, runtime_env=runtime_env,
         )
         encoded = 0
