@@ -7,7 +7,8 @@
 A toy Llama (``--d-model``, ``--layers``, saved to disk so every worker loads it) with random sparsify SAEs of
 ``--latents`` latents (k = 32) at every layer; FLORES-200 devtest sentences of 8 scripts. Each row is a fresh
 store and the time of the whole ``ingest()`` call (planning, encoding, writing, compaction, commit); for Ray it
-includes starting the actors and loading the model in each, but not starting the Ray instance (printed apart).
+includes starting the actors and loading the model in each, but not starting the Ray instance (printed apart);
+the time to the first finished shard and the rate after it separate that start-up from the steady state.
 The local engine runs with the threads of one worker (``--cpus-per-worker``), so ``ray, 1 worker`` vs ``local``
 is the engine's own overhead.
 """
@@ -40,11 +41,30 @@ def flores_texts(n: int) -> list[str]:
     return [per[CODES[i % len(CODES)]][(i // len(CODES)) % 1012] for i in range(n)]
 
 
-def timed(config: IngestConfig) -> tuple[float, int]:
-    """Seconds and tokens of one ``ingest()`` call."""
-    t0 = time.perf_counter()
-    (manifest,) = ingest(config, progress=False)
-    return time.perf_counter() - t0, int(manifest["n_tokens"])
+def timed(config: IngestConfig) -> tuple[float, int, float | None, float | None]:
+    """Seconds and tokens of one ``ingest()`` call; for Ray also the seconds to the first finished shard (actor
+    start-up and model loading) and the tokens/s from then on (the steady state)."""
+    from langfeat import ingest_ray
+
+    seen: list[tuple[float, int]] = []  # (time, tokens) of every shard a Ray worker finished
+    run_shards = ingest_ray.run_shards
+
+    def recording(jobs, *args, **kwargs):
+        for job in jobs:
+            job.advance = lambda docs, tokens: seen.append((time.perf_counter(), tokens)) if tokens else None
+        return run_shards(jobs, *args, **kwargs)
+
+    ingest_ray.run_shards = recording
+    try:
+        t0 = time.perf_counter()
+        (manifest,) = ingest(config, progress=False)
+        seconds = time.perf_counter() - t0
+    finally:
+        ingest_ray.run_shards = run_shards
+    if len(seen) < 2:
+        return seconds, int(manifest["n_tokens"]), None, None
+    first, last = seen[0][0], seen[-1][0]
+    return seconds, int(manifest["n_tokens"]), first - t0, sum(t for _, t in seen[1:]) / max(last - first, 1e-9)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -97,9 +117,12 @@ def main(argv: list[str] | None = None) -> None:
     print(f"toy Llama d={args.d_model}, {args.layers} layers, SAEs {args.latents} latents k=32; {args.docs} docs, "
           f"shards of {args.shard_docs}, batch {args.batch}")
     base = rows[0][2] / rows[0][1]
-    for name, seconds, tokens in rows:
+    for name, seconds, tokens, startup, steady in rows:
         rate = tokens / seconds
-        print(f"  {name:34s} {rate:10,.0f} tok/s  ({seconds:6.1f} s, {tokens:,} tokens)  x{rate / base:.2f} vs local")
+        line = f"  {name:34s} {rate:10,.0f} tok/s  ({seconds:6.1f} s, {tokens:,} tokens)  x{rate / base:.2f} vs local"
+        if startup is not None:
+            line += f"; first shard after {startup:.1f} s, then {steady:,.0f} tok/s (x{steady / base:.2f})"
+        print(line)
 
 
 if __name__ == "__main__":

@@ -202,6 +202,7 @@ def _run_pipeline(ray, items: list[dict], jobs: Sequence[Job], config: IngestCon
     ctx = ray.data.DataContext.get_current()
     ctx.enable_progress_bars = False  # langfeat's own bar shows documents and tokens/s
     ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # no per-execution INFO lines on the terminal
     logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
     # Ray Data's actor defaults give the fault tolerance: max_restarts=-1 (a dead actor is replaced) and
     # max_task_retries=-1 (its shard is retried on the new one); tests/test_ray.py kills a worker mid-shard.
