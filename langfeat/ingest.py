@@ -4,6 +4,10 @@ The paper's ``activations_to_sae_features.py`` and ``activations_count.py`` in o
 language (dataset config). Documents are processed in shards of ``shard_docs``; each shard's files are written
 atomically and marked done, so an interrupted run resumes where it stopped, and the committed store is the same
 as an uninterrupted run's. Aggregates per (layer, unit) are computed on the device while streaming.
+
+Two engines run the shards: ``local`` (this process; encoding overlaps writing) and ``ray``
+(:mod:`langfeat.ingest_ray`, actor workers of a Ray Data pipeline). Both call :func:`encode_shard` and
+:func:`~langfeat.store.writer.write_shard` per shard; planning and the commit are the same code.
 """
 
 from __future__ import annotations
@@ -35,7 +39,7 @@ from langfeat.models import (
     sae_id,
     tokenize,
 )
-from langfeat.options import IngestConfig
+from langfeat.options import ENGINES, IngestConfig, flag
 from langfeat.store import runs
 from langfeat.store.layout import Layout, doc_id
 from langfeat.store.runs import RunManifest
@@ -70,6 +74,19 @@ def _check_config(config: IngestConfig) -> None:
     if config.max_length is not None and config.max_length < 1:
         raise UsageError(f"--max-length {config.max_length} is not positive: pass a length >= 1 or omit it")
     check_sae_source(config.sae_model, config.local_sae_dir)
+    if config.engine not in ENGINES:
+        raise UsageError(f"unknown --engine {config.engine!r}: use one of {' | '.join(ENGINES)}")
+    if config.engine == "local":
+        given = [flag(name) for name in ("ray_address", "workers", "gpus_per_worker") if getattr(config, name)]
+        if given:
+            raise UsageError(f"{', '.join(given)} only apply to the Ray engine: add --engine ray")
+        return
+    if config.workers is not None and config.workers < 1:
+        raise UsageError(f"--workers {config.workers} is not positive: pass a number of workers >= 1")
+    if config.gpus_per_worker is not None and config.gpus_per_worker < 0:
+        raise UsageError(f"--gpus-per-worker {config.gpus_per_worker:g} is negative: pass 0 or more")
+    if config.cpus_per_worker <= 0:
+        raise UsageError(f"--cpus-per-worker {config.cpus_per_worker:g} is not positive: pass a value > 0")
 
 
 def default_layers(model) -> list[str]:
@@ -196,10 +213,41 @@ class _Progress:
 SaeEvents = dict[int, list[tuple[np.ndarray, PendingEvents]]]  # layer -> (shard-relative doc of each batch row, events)
 
 
-def _encode_shard(
-    plan: Plan, texts: list[str], batch: int, advance: Callable[[int, int], None]
-) -> tuple[list[list[int]], SaeEvents, dict]:
-    """Token ids, the SAE events still on their way to the host (see :func:`_host_events`), and aggregates."""
+@dataclass(frozen=True)
+class RunShards:
+    """The driver's plan of one begun run: its staging folder and which documents each shard holds."""
+
+    run_id: str
+    work: Path
+    lang: str
+    dataset: str
+    start: int  # first source row of the slice
+    n_docs: int  # documents in the slice
+    shard_docs: int
+    base_doc_id: int  # doc_id of source row 0 (run_num << 40)
+
+    @property
+    def n_shards(self) -> int:
+        return math.ceil(self.n_docs / self.shard_docs)
+
+    def bounds(self, shard: int) -> tuple[int, int]:
+        """Slice-relative rows ``[lo, hi)`` of ``shard``."""
+        return shard * self.shard_docs, min((shard + 1) * self.shard_docs, self.n_docs)
+
+    def done(self, shard: int) -> dict[str, Any] | None:
+        """The marker of ``shard`` if it is finished (whoever wrote it), else None."""
+        return shard_done(self.work / "_partials", shard)
+
+
+def encode_shard(
+    plan: Plan, run: RunShards, shard: int, texts: list[str], batch: int,
+    advance: Callable[[int, int], None] = lambda docs, tokens: None,
+) -> ShardData:
+    """Tokenize and encode the ``texts`` of ``shard`` of ``run``: everything :func:`finish_shard` writes (the SAE
+    events still on their way to the host, see :func:`_host_events`).
+
+    The one per-shard computation of every engine (the local loop and the Ray workers).
+    """
     enc = plan.encoder
     token_ids = tokenize(enc.tokenizer, texts, enc.max_length)
     events: SaeEvents = {layer: [] for layer in plan.saes}
@@ -212,7 +260,99 @@ def _encode_shard(
                     events[layer].append((local, ev))
             advance(len(idx), sum(len(token_ids[i]) for i in idx))
     advance(sum(1 for t in token_ids if not t), 0)
-    return token_ids, events, enc.take_stats()
+    lo, hi = run.bounds(shard)
+    return ShardData(
+        shard=shard, dataset=run.dataset, base_doc_id=run.base_doc_id,
+        rows=np.arange(run.start + lo, run.start + hi, dtype=np.int64),
+        n_tokens=np.asarray([len(t) for t in token_ids], dtype=np.int32), texts=texts,
+        token_ids=token_ids, events=events, stats=enc.take_stats(),
+    )
+
+
+def process_shard(plan: Plan, run: RunShards, shard: int, texts: list[str], batch: int) -> dict[str, Any]:
+    """Encode ``shard`` of ``run`` and write its files and marker into the run's staging folder; return the
+    marker (one shard start to finish: what a Ray worker does per shard)."""
+    return finish_shard(run.work, run.lang, encode_shard(plan, run, shard, texts, batch))
+
+
+def worker_plan(config: IngestConfig) -> Plan:
+    """The plan of a Ray worker: the model on ``config.device`` and the SAEs of ``config``, loaded by the worker."""
+    model, tokenizer = load_model(config.model, config.gguf_file, config.dtype, config.device)
+    return build_plan(model, tokenizer, config.layers, config.sae_model, config.local_sae_dir, config.neurons,
+                      config.max_length)
+
+
+def _local_shards(
+    run: RunShards, source: datamod.TextSource, plan: Plan, batch: int, advance: Callable[[int, int], None]
+) -> dict[int, dict]:
+    """The single-process engine: encode shard k+1 while shards k-1, k are written; return the markers."""
+    infos: dict[int, dict] = {}
+    pending: collections.deque[Future] = collections.deque()
+    with ThreadPoolExecutor(max_workers=WRITERS) as pool:
+        for shard in range(run.n_shards):
+            done = run.done(shard)
+            if done is not None:
+                infos[shard] = done
+                advance(done["n_docs"], 0)
+                continue
+            shard_data = encode_shard(plan, run, shard, source.texts(*run.bounds(shard)), batch, advance)
+            while len(pending) >= WRITERS:
+                info = pending.popleft().result()
+                infos[info["shard"]] = info
+            pending.append(pool.submit(finish_shard, run.work, run.lang, shard_data))
+        while pending:
+            info = pending.popleft().result()
+            infos[info["shard"]] = info
+    return infos
+
+
+def _begin_source(
+    source: datamod.TextSource, config: IngestConfig, plan: Plan, layout: Layout, model_name: str
+) -> tuple[dict[str, Any], RunShards | None]:
+    """Begin (own) the run of ``source``: its manifest and shard plan (None: the run is already complete)."""
+    record = _manifest(source, config, plan, model_name)
+    # begin_run owns the run (a second writer stops with RunBusy) and resumes it with its recorded shard size
+    manifest, complete = runs.begin_run(layout, record, overwrite=config.overwrite, wait=config.wait)
+    if complete:
+        return dict(manifest, skipped=True), None
+    try:
+        runs.fault_point("begin")  # the run is begun and owned
+        run_id = manifest["run_id"]
+        work = layout.run_work(run_id)
+        for tmp in work.rglob(".*.tmp") if work.exists() else []:
+            tmp.unlink()
+        run = RunShards(
+            run_id=run_id, work=work, lang=source.lang.tag, dataset=source.dataset, start=source.start,
+            n_docs=len(source), shard_docs=int(manifest["shard_docs"]), base_doc_id=doc_id(manifest["run_num"], 0),
+        )
+    except BaseException as exc:
+        _fail(layout, manifest, exc)
+        raise
+    return manifest, run
+
+
+def _commit_source(layout: Layout, manifest: dict[str, Any], run: RunShards, plan: Plan, infos: dict[int, dict]
+                   ) -> dict[str, Any]:
+    """Fold the shards' partials into the run's aggregates and publish the run (one rename)."""
+    missing = [k for k in range(run.n_shards) if k not in infos]
+    if missing:
+        raise StoreError(
+            f"run {run.run_id}: shard(s) {', '.join(map(str, missing[:5]))} have no finished files in {run.work}: "
+            "rerun the same command to redo them"
+        )
+    compact_partials(run.work, run.lang, range(run.n_shards), plan.dims())
+    n_docs = sum(i["n_docs"] for i in infos.values())
+    n_tokens = sum(i["n_tokens"] for i in infos.values())
+    return runs.commit_run(layout, manifest, expect_docs=run.n_docs, n_docs=n_docs, n_tokens=n_tokens, error=None)
+
+
+def _fail(layout: Layout, manifest: dict[str, Any], exc: BaseException) -> None:
+    why = str(exc) if isinstance(exc, runs.Interrupted) else f"{type(exc).__name__}: {exc}"
+    runs.fail_run(layout, manifest, why)
+
+
+def _label(source: datamod.TextSource) -> str:
+    return f"{source.lang.tag} {Path(source.path).name if source.path else source.dataset}"
 
 
 def _host_events(events: SaeEvents) -> dict[int, list[tuple]]:
@@ -226,8 +366,9 @@ def _host_events(events: SaeEvents) -> dict[int, list[tuple]]:
     return out
 
 
-def _write_shard(work: Path, lang: str, data: ShardData, events: SaeEvents) -> dict[str, Any]:
-    data.events = _host_events(events)
+def finish_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
+    """Wait for the shard's events to reach the host, then write its files and marker (a writer thread's job)."""
+    data.events = _host_events(data.events)
     return write_shard(work, lang, data)
 
 
@@ -239,58 +380,18 @@ def _ingest_source(
     model_name: str,
     progress: _Progress,
 ) -> dict[str, Any]:
-    record = _manifest(source, config, plan, model_name)
-    # begin_run owns the run (a second writer stops with RunBusy) and resumes it with its recorded shard size
-    manifest, complete = runs.begin_run(layout, record, overwrite=config.overwrite, wait=config.wait)
-    run_id = manifest["run_id"]
-    if complete:
-        progress.log(f"skipped {source.lang.tag} ({source.dataset}): run {run_id} is already complete")
-        return dict(manifest, skipped=True)
+    manifest, run = _begin_source(source, config, plan, layout, model_name)
+    if run is None:
+        progress.log(f"skipped {source.lang.tag} ({source.dataset}): run {manifest['run_id']} is already complete")
+        return manifest
     try:
-        runs.fault_point("begin")  # the run is begun and owned
-        work = layout.run_work(run_id)
-        for tmp in work.rglob(".*.tmp") if work.exists() else []:
-            tmp.unlink()
-        shard_docs = int(manifest["shard_docs"])
-        n_shards = math.ceil(len(source) / shard_docs)
-        base = doc_id(manifest["run_num"], 0)
-        label = Path(source.path).name if source.path else source.dataset
-        advance = progress.task(f"{source.lang.tag} {label}", len(source))
-        infos: dict[int, dict] = {}
-        pending: collections.deque[Future] = collections.deque()
-        with ThreadPoolExecutor(max_workers=WRITERS) as pool:  # writes shards k-1, k while shard k+1 is encoded
-            for shard in range(n_shards):
-                done = shard_done(work / "_partials", shard)
-                if done is not None:
-                    infos[shard] = done
-                    advance(done["n_docs"], 0)
-                    continue
-                lo, hi = shard * shard_docs, min((shard + 1) * shard_docs, len(source))
-                texts = source.texts(lo, hi)
-                token_ids, events, stats = _encode_shard(plan, texts, config.batch, advance)
-                shard_data = ShardData(
-                    shard=shard, dataset=source.dataset, base_doc_id=base,
-                    rows=np.arange(source.start + lo, source.start + hi, dtype=np.int64),
-                    n_tokens=np.asarray([len(t) for t in token_ids], dtype=np.int32), texts=texts,
-                    token_ids=token_ids, stats=stats,
-                )
-                while len(pending) >= WRITERS:
-                    info = pending.popleft().result()
-                    infos[info["shard"]] = info
-                pending.append(pool.submit(_write_shard, work, source.lang.tag, shard_data, events))
-            while pending:
-                info = pending.popleft().result()
-                infos[info["shard"]] = info
-        compact_partials(work, source.lang.tag, range(n_shards), plan.dims())
-        n_docs = sum(i["n_docs"] for i in infos.values())
-        n_tokens = sum(i["n_tokens"] for i in infos.values())
-        manifest = runs.commit_run(layout, manifest, expect_docs=len(source), n_docs=n_docs, n_tokens=n_tokens,
-                                   error=None)
+        infos = _local_shards(run, source, plan, config.batch, progress.task(_label(source), len(source)))
+        manifest = _commit_source(layout, manifest, run, plan, infos)
     except BaseException as exc:
-        why = str(exc) if isinstance(exc, runs.Interrupted) else f"{type(exc).__name__}: {exc}"
-        runs.fail_run(layout, manifest, why)
+        _fail(layout, manifest, exc)
         raise
-    progress.log(f"ingested {source.lang.tag}: {n_docs} docs, {n_tokens} tokens -> run {run_id}")
+    progress.log(f"ingested {source.lang.tag}: {manifest['n_docs']} docs, {manifest['n_tokens']} tokens -> run "
+                 f"{run.run_id}")
     return manifest
 
 
@@ -320,12 +421,15 @@ def ingest(
 
     ``saes`` (layer number or hookpoint -> sparsify SAE) passes SAEs already in memory; ``config.sae_model`` then
     names them in the manifest. Everything is validated (data, columns, layers, SAEs, widths) before the first
-    run is created.
+    run is created. With ``config.engine == "ray"`` a given ``model`` only plans the runs: every worker loads
+    ``config.model`` and the SAEs of ``config.sae_model`` / ``config.local_sae_dir`` itself.
     """
     _check_config(config)
     sources = _open_sources(config)
+    if saes is not None and config.engine == "ray":
+        raise UsageError("the Ray engine's workers load the SAEs themselves: give --sae-model or --local-sae-dir")
     if model is None or tokenizer is None:
-        model, tokenizer = load_model(config.model, config.gguf_file, config.dtype, config.device)
+        model, tokenizer = _load_driver_model(config)
     if saes is not None and not config.sae_model:
         raise UsageError("SAEs passed in memory need a name: set IngestConfig.sae_model")
     plan = build_plan(
@@ -333,6 +437,46 @@ def ingest(
         config.local_sae_dir if saes is None else None, config.neurons, config.max_length, saes=saes,
     )
     return _run_sources(sources, config, plan, model_id(config.model, config.gguf_file), progress)
+
+
+def _load_driver_model(config: IngestConfig):
+    """The model the run is planned with: on ``--device`` for the local engine; on the CPU for the Ray engine,
+    whose workers load their own copy on their devices."""
+    device = "cpu" if config.engine == "ray" else config.device
+    return load_model(config.model, config.gguf_file, config.dtype, device)
+
+
+def _ray_sources(sources: list[datamod.TextSource], config: IngestConfig, plan: Plan, layout: Layout,
+                 model_name: str, progress: _Progress) -> list[dict[str, Any]]:
+    """Begin every run, encode all their unfinished shards in one Ray Data pipeline, then commit each run."""
+    from langfeat import ingest_ray
+
+    out: list[dict[str, Any]] = []
+    begun: list[tuple[int, dict[str, Any], RunShards, datamod.TextSource]] = []
+    committed = 0
+    try:
+        for source in sources:
+            manifest, run = _begin_source(source, config, plan, layout, model_name)
+            out.append(manifest)
+            if run is None:
+                progress.log(f"skipped {source.lang.tag} ({source.dataset}): run {manifest['run_id']} is already "
+                             "complete")
+            else:
+                begun.append((len(out) - 1, manifest, run, source))
+        jobs = [ingest_ray.Job(run, source, progress.task(_label(source), len(source)))
+                for _, _, run, source in begun]
+        steps = ingest_ray.Steps(plan=worker_plan, shard=process_shard)
+        infos = ingest_ray.run_shards(jobs, config, steps, plan.dims(), layout.root, progress.log) if jobs else []
+        for (i, manifest, run, source), shard_infos in zip(begun, infos, strict=True):
+            out[i] = _commit_source(layout, manifest, run, plan, shard_infos)
+            committed += 1
+            progress.log(f"ingested {source.lang.tag}: {out[i]['n_docs']} docs, {out[i]['n_tokens']} tokens -> run "
+                         f"{run.run_id}")
+    except BaseException as exc:
+        for _, manifest, _, _ in begun[committed:]:
+            _fail(layout, manifest, exc)
+        raise
+    return out
 
 
 def _run_sources(
@@ -344,9 +488,13 @@ def _run_sources(
     try:
         layout = ensure_store(config.store)
         with runs.handle_signals(), _Progress(progress) as bar:
-            for source in sources:
-                out.append(_ingest_source(source, config, plan, layout, model_name, bar))
-                refresh_catalog(layout.root)  # best effort; writers keep catalog.duckdb current, readers never
+            if config.engine == "ray":
+                out = _ray_sources(sources, config, plan, layout, model_name, bar)
+                refresh_catalog(layout.root)
+            else:
+                for source in sources:
+                    out.append(_ingest_source(source, config, plan, layout, model_name, bar))
+                    refresh_catalog(layout.root)  # best effort; writers keep catalog.duckdb current, readers never
     except OSError as exc:
         if exc.errno in (errno.ENOSPC, errno.EDQUOT):
             where = f" writing {exc.filename}" if exc.filename else ""
@@ -365,7 +513,7 @@ def ingest_texts(
     _check_config(config)
     source = datamod.from_texts(list(texts), lang, name)
     if model is None or tokenizer is None:
-        model, tokenizer = load_model(config.model, config.gguf_file, config.dtype, config.device)
+        model, tokenizer = _load_driver_model(config)
     plan = build_plan(
         model, tokenizer, config.layers, config.sae_model, config.local_sae_dir, config.neurons, config.max_length
     )

@@ -83,8 +83,22 @@ class FeatureSpec:
     lape_result_path: str | None = None
 
 
+ENGINES = ("local", "ray")
+
+
 @dataclass(kw_only=True)
-class IngestConfig(ModelSpec, SaeSpec, TextSource):
+class EngineSpec:
+    """Where ingestion's shards are encoded: this process (``local``) or a Ray Data pipeline of actor workers."""
+
+    engine: str = "local"
+    ray_address: str | None = None  # None: a new local Ray instance (or $RAY_ADDRESS); 'auto': the running one
+    workers: int | None = None  # None: one per GPU of the Ray cluster (1 without GPUs)
+    gpus_per_worker: float | None = None  # None: 1 on a cluster with GPUs, else 0
+    cpus_per_worker: float = 1.0
+
+
+@dataclass(kw_only=True)
+class IngestConfig(ModelSpec, SaeSpec, TextSource, EngineSpec):
     """Options of ``langfeat ingest`` (the paper's flag names where it has them)."""
 
     model: str

@@ -8,7 +8,7 @@ import sys
 
 import pytest
 
-HEAVY = ("torch", "transformers", "sparsify", "datasets")
+HEAVY = ("torch", "transformers", "sparsify", "datasets", "ray")
 
 PROBE = """
 import json, sys

@@ -8,22 +8,27 @@ import typer
 
 from langfeat.cli.app import app, err_console
 from langfeat.cli.options import (
+    CpusPerWorker,
     DatasetArg,
     Device,
     Dtype,
     End,
+    Engine,
     GgufFile,
+    GpusPerWorker,
     Langs,
     Layers,
     LocalSaeDir,
     MaxLength,
     ModelArg,
     Progress,
+    RayAddress,
     SaeModel,
     Split,
     Start,
     Template,
     TextColumn,
+    Workers,
     build,
     quiet_progress,
 )
@@ -59,12 +64,19 @@ def ingest_command(
     shard_docs: Annotated[int, typer.Option(help="Documents per shard (the unit of resumption).")] = C.shard_docs,
     wait: Annotated[bool, typer.Option("--wait", help="Wait for another process writing the same run (default: "
                                                       "stop, naming it).")] = C.wait,
+    engine: Engine = C.engine,
+    ray_address: RayAddress = None,
+    workers: Workers = None,
+    gpus_per_worker: GpusPerWorker = None,
+    cpus_per_worker: CpusPerWorker = C.cpus_per_worker,
     progress: Progress = True,
 ) -> None:
     """Run MODEL over DATASET, SAE-encode MLP outputs and store events, docs, tokens and per-unit counts.
 
     Example: langfeat ingest smollm2 'data/{lang}.txt' --lang en de --layer model.layers.{0..7}.mlp
     --local-sae-dir saes
+
+    On several GPUs or a Ray cluster: the same command with --engine ray --workers N (docs/ray.md).
     """
     from langfeat.ingest import ingest
 

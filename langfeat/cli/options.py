@@ -77,6 +77,21 @@ CLASSIFIER_HELP = ("How votes become the prediction: sae-count | sae-min-max | s
                    "'min-max' are accepted)")
 Classifier = Annotated[str, typer.Option("--classifier-type", help=CLASSIFIER_HELP + ".")]
 
+# -- the ingestion engine -------------------------------------------------------------------------------------
+Engine = Annotated[str, typer.Option(
+    help="Where shards are encoded: local (this process) | ray (a Ray Data pipeline of actor workers; needs "
+         "langfeat[ray]; docs/ray.md).")]
+RayAddress = Annotated[Optional[str], typer.Option(  # noqa: UP045
+    help="Ray cluster to run on: auto (the running one) | ray://HOST:10001 | HOST:6379; default: $RAY_ADDRESS, "
+         "else a new local Ray instance. --engine ray only.")]
+Workers = Annotated[Optional[int], typer.Option(  # noqa: UP045
+    help="Ray actor workers, each holding the model and SAEs; default: one per GPU of the cluster (1 without "
+         "GPUs). --engine ray only.")]
+GpusPerWorker = Annotated[Optional[float], typer.Option(  # noqa: UP045
+    help="GPUs per Ray worker; default: 1 on a cluster with GPUs, else 0. --engine ray only.")]
+CpusPerWorker = Annotated[float, typer.Option(
+    help="CPUs per Ray worker (its torch threads). --engine ray only.")]
+
 # -- results --------------------------------------------------------------------------------------------------
 Name = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="Result name in the store; default: derived from the options.")]

@@ -132,12 +132,19 @@ FAULT_ENV = "LANGFEAT_FAULT"
 
 
 def fault_point(name: str) -> None:
-    """Crash-safety test hook: at point ``name``, SIGKILL this process when ``$LANGFEAT_FAULT`` is ``name``, or
-    sleep S seconds when it is ``name:sleep:S`` (to hold a run while a test starts a second writer)."""
+    """Crash-safety test hook: at point ``name``, SIGKILL this process when ``$LANGFEAT_FAULT`` is ``name``,
+    sleep S seconds when it is ``name:sleep:S`` (to hold a run while a test starts a second writer), or SIGKILL
+    only the first process to get there when it is ``name:once:FILE`` (FILE is created; a restarted worker lives)."""
     value = os.environ.get(FAULT_ENV)
     if not value or value.split(":", 1)[0] != name:
         return
     if value == name:
+        os.kill(os.getpid(), signal.SIGKILL)
+    elif value.startswith(f"{name}:once:"):
+        try:
+            os.close(os.open(value.split(":", 2)[2], os.O_CREAT | os.O_EXCL | os.O_WRONLY))
+        except FileExistsError:
+            return
         os.kill(os.getpid(), signal.SIGKILL)
     elif value.startswith(f"{name}:sleep:"):
         time.sleep(float(value.rsplit(":", 1)[1]))
