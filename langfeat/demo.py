@@ -8,6 +8,7 @@ Steps (one function each, every one skipped when its output already exists):
 4. ``ingest``    SAE features and MLP neurons of the identification split into ``<store>/``;
 5. ``identify``  SAE-LAPE (set ``demo-sae``) and LAPE (set ``demo-neurons``);
 6. ``classify``  the held-out UDHR texts with every classifier and fastText;
+   ``nu_probe``  ν features (Deng et al.) and the sparse probe (k = all, k = 2) on the same held-out texts;
 7. ``ppl``       ΔPPL matrices: SAE steering (α = −0.2·max), true SAE ablation, LAPE neurons = 0;
 8. ``generate``  steered generation towards a few languages, judged by fastText;
 9. ``check``     ``langfeat check`` on a few texts (``<store>/demo/check.json``);
@@ -41,6 +42,9 @@ PPL_RUNS = {  # result name -> (intervention type, feature set, multiplier, valu
     "demo-ppl-neurons": ("neuron", NEURON_SET, None, 0.0),
 }
 GENERATE_RESULT = "demo-generate"
+NU_SET = "demo-nu"  # Deng et al.'s ν over the identification runs, the first NU_TOP SAE features per language
+NU_TOP = 20
+PROBE_RESULTS = {"demo-sae-probe": None, "demo-sae-probe-k2": 2}  # sae-probe results -> features per language
 DENSE_RATE = 0.1  # a latent firing on more than this share of held-out tokens counts as dense
 
 
@@ -71,6 +75,7 @@ class DemoSummary:
     switch: pl.DataFrame  # lang, multiplier, n, switch_rate, target_rate
     check: list[dict[str, Any]]
     report: Path
+    methods_lid: pl.DataFrame = field(default_factory=pl.DataFrame)  # methods_lid of the demo's results
     ran: list[str] = field(default_factory=list)  # steps that did work
     skipped: list[str] = field(default_factory=list)  # steps found finished
     seconds: dict[str, float] = field(default_factory=dict)
@@ -322,6 +327,31 @@ def classify_step(config: DemoConfig, progress: Any) -> bool:
     return did
 
 
+def nu_probe_step(config: DemoConfig) -> bool:
+    """ν features (set ``demo-nu``) and the sparse probe (k = all and k = 2) trained on the identification runs,
+    evaluated on the held-out UDHR texts classify ingested."""
+    from langfeat.experiments.classify import classify
+    from langfeat.identify import identify_named
+    from langfeat.options import ClassifyOptions
+
+    did = False
+    if not _has_set(config, NU_SET):
+        identify_named(config.store, algorithm="nu", layers=[config.sae_pattern], top=NU_TOP, name=NU_SET,
+                       dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs])
+        did = True
+    for name, k in PROBE_RESULTS.items():
+        if _has_result(config, "classify_docs", name):
+            continue
+        classify(ClassifyOptions(
+            dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="sae-probe", model=config.model,
+            local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch, max_length=config.max_length,
+            store=config.store, name=name, device=config.device, max_features_per_language=k,
+            train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+        ))
+        did = True
+    return did
+
+
 def ppl_step(config: DemoConfig, progress: Any) -> bool:
     """ΔPPL (intervened × evaluated language) of the UDHR subset under the three interventions."""
     from langfeat.experiments.ppl import run_ppl
@@ -423,8 +453,10 @@ def summarise(config: DemoConfig, sae_stats: list[SaeStats], check_rows: list[di
         switch = st.sql("SELECT lang, multiplier, n, n_target, target_rate, switch_rate FROM generate_switch "
                         "WHERE name = ? ORDER BY lang, multiplier", [GENERATE_RESULT])
         ovo = own_vs_other(st)
+        methods_lid = st.sql("SELECT method, feature_set, n_docs, accuracy, fasttext_accuracy FROM methods_lid "
+                             "WHERE name LIKE 'demo-%' ORDER BY accuracy DESC, name")
     return DemoSummary(config=config, sae_stats=sae_stats, features=features, own_vs_other=ovo, lid=lid, ppl=ppl,
-                       switch=switch, check=check_rows, report=report)
+                       switch=switch, check=check_rows, report=report, methods_lid=methods_lid)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -456,6 +488,7 @@ def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None
         step("ingest", lambda: ingest_step(config, models))
         step("identify", lambda: identify_step(config))
         step("classify", lambda: classify_step(config, progress))
+        step("nu_probe", lambda: nu_probe_step(config))
         step("ppl", lambda: ppl_step(config, progress))
         step("generate", lambda: generate_step(config, progress))
         check_rows, _ = step("check", lambda: check_step(config))
