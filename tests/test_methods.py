@@ -73,13 +73,15 @@ def _opts(w, **kw) -> ClassifyOptions:
 
 
 def _doc_values(events, value: str) -> dict[int, dict[tuple[int, int], float]]:
-    """doc index -> (layer, feature) -> ln(1 + firings) or the largest activation, in plain Python."""
+    """doc index -> (layer, feature) -> 1, ln(1 + firings) or the largest activation, in plain Python."""
     n: dict[int, dict[tuple[int, int], list[float]]] = defaultdict(lambda: defaultdict(list))
     for layer, evs in events.items():
         for d, _pos, feat, act in evs:
             n[d][(layer, feat)].append(act)
-    return {d: {u: (math.log1p(len(a)) if value == "count" else max(a)) for u, a in units.items()}
-            for d, units in n.items()}
+    def val(a: list[float]) -> float:
+        return 1.0 if value == "binary" else math.log1p(len(a)) if value == "count" else max(a)
+
+    return {d: {u: val(a) for u, a in units.items()} for d, units in n.items()}
 
 
 def test_training_matrix_is_the_events_per_document(world):
@@ -100,8 +102,8 @@ def test_training_matrix_is_the_events_per_document(world):
 
 
 def test_probe_recovers_planted_features_and_scores_held_out_runs_in_sql(world):
-    for k in (None, 1):
-        name = classify(_opts(world, max_features_per_language=k, name=f"probe-{k}"))
+    for k, value in ((None, "binary"), (1, "count"), (None, "count"), (2, "max")):
+        name = classify(_opts(world, max_features_per_language=k, probe_value=value, name=f"probe-{k}-{value}"))
         with open_store(world["store"]) as st:
             fs = st.sql("SELECT lang, layer, feature, score, rank FROM feature_sets WHERE name = ?", [name])
             top = {r["lang"]: (r["layer"], r["feature"]) for r in fs.filter(pl.col("rank") == 1).iter_rows(named=True)}
@@ -117,14 +119,14 @@ def test_probe_recovers_planted_features_and_scores_held_out_runs_in_sql(world):
             train_docs = set(st.sql("SELECT doc_id FROM docs JOIN runs USING (run_id) WHERE role = 'identify'")
                              ["doc_id"].to_list())
             eval_runs = set(st.sql("SELECT run_id FROM runs WHERE role = 'eval'")["run_id"].to_list())
-        assert set(units["value"]) == {"count"}
+        assert set(units["value"]) == {value}
         weights = {(r[0], r[1], r[2]): r[3] for r in units.iter_rows()}
         # held out: every scored document comes from an evaluation run, none is a training document
         assert set(votes["run_id"]) == eval_runs
         assert not set(votes["doc_id"].to_list()) & train_docs
         # the SQL score equals bias + Σ w · ln(1 + firings), computed here from the planted events
         for run_id, doc_id, row, label, lang, score in votes.iter_rows():
-            x = _doc_values(world["events"][("eval", label)], "count")[row]
+            x = _doc_values(world["events"][("eval", label)], value)[row]
             want = bias[lang] + sum(w * x.get((lay, f), 0.0) for (g, lay, f), w in weights.items() if g == lang)
             assert score == pytest.approx(want, rel=1e-9, abs=1e-12), (run_id, doc_id)
         assert metrics.row(0) == (1.0, len(LANGS) * N_EVAL)

@@ -81,7 +81,8 @@ def classify_command(
         help="sae-probe: keep the k features per language of largest mean difference (SAEBench k-sparse "
              "probing), e.g. 1, 2, 5; 'all' (default) fits on every feature.")] = None,
     probe_value: Annotated[str, typer.Option(
-        help="sae-probe: per-document value of a feature: count (ln(1 + firings)) | max (largest activation)."
+        help="sae-probe: per-document value of a feature: binary (1 if it fired) | count (ln(1 + firings)) | max "
+             "(largest activation)."
     )] = C.probe_value,
     probe_c: Annotated[float, typer.Option(
         help="sae-probe: inverse L1 regularisation strength C (smaller: fewer features).")] = C.probe_c,

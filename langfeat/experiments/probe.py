@@ -2,7 +2,8 @@
 
 An L1-regularised multinomial logistic regression (scikit-learn, ``saga``) over per-document feature values, fit on
 the documents of identification runs and scored on other (evaluation) runs. The matrix is the SQL macro
-``probe_doc_units`` (value ``count`` = ln(1 + firings) or ``max`` = the largest activation, ``probe_value``);
+``probe_doc_units`` (value ``binary`` = fired or not, ``count`` = ln(1 + firings) or ``max`` = the largest
+activation, ``probe_value``);
 ``--max-features-per-language k`` keeps, per language, the k features of largest mean difference between the
 language's documents and the others' (``probe_mean_diff``, the k-sparse probing of SAEBench, Karvonen et al. 2025)
 before the fit. scikit-learn only fits: the coefficients are stored (``classify_units.weight``,
@@ -24,7 +25,7 @@ import polars as pl
 from langfeat import langs
 from langfeat.errors import UsageError
 
-VALUES = ("count", "max")
+VALUES = ("binary", "count", "max")
 PROBE_CLASSIFIERS = ("sae-probe",)
 
 
@@ -87,7 +88,8 @@ def parse_k(text: str | None) -> int | None:
 
 def check_value(value: str) -> str:
     if value not in VALUES:
-        raise UsageError(f"unknown --probe-value {value!r}: use count (ln(1 + firings)) or max (largest activation)")
+        raise UsageError(f"unknown --probe-value {value!r}: use binary (fired), count (ln(1 + firings)) or max "
+                         "(largest activation)")
     return value
 
 
@@ -131,7 +133,7 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
 
 
 def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[int, int]], value: str,
-        c: float = 1.0, max_iter: int = 2000, seed: int = 0) -> Probe:
+        c: float = 1.0, max_iter: int = 200, seed: int = 0) -> Probe:
     """Fit the L1 multinomial logistic regression (``saga``); two classes give ±coef/2 (same argmax, softmax)."""
     import warnings
 
@@ -140,7 +142,7 @@ def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[i
 
     if not (c > 0 and np.isfinite(c)):
         raise UsageError(f"--probe-c {c} must be a positive number (the inverse L1 strength)")
-    model = LogisticRegression(l1_ratio=1.0, solver="saga", C=float(c), max_iter=max_iter, tol=1e-4,
+    model = LogisticRegression(l1_ratio=1.0, solver="saga", C=float(c), max_iter=max_iter, tol=1e-3,
                                random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)

@@ -3,8 +3,8 @@
 -- over the documents of every other language, per (language, layer, feature) that fired in the language, ranked
 -- per language by that difference descending (ties by layer, feature). The probe keeps each language's first k.
 -- inputs: docs, probe_doc_units
--- params: run_ids VARCHAR[]; layers INTEGER[] (NULL = every layer); value 'count' | 'max'
-CREATE OR REPLACE MACRO probe_mean_diff(run_ids, layers := NULL, value := 'count') AS TABLE
+-- params: run_ids VARCHAR[]; layers INTEGER[] (NULL = every layer); value 'binary' | 'count' | 'max'
+CREATE OR REPLACE MACRO probe_mean_diff(run_ids, layers := NULL, value := 'binary') AS TABLE
 WITH
 nd AS (SELECT lang, count(*)::DOUBLE AS n FROM docs WHERE list_contains(run_ids, run_id) GROUP BY lang),
 tot AS (SELECT sum(n) AS n FROM nd),
