@@ -143,6 +143,14 @@ def test_probe_refuses_training_documents(tmp_path):
         assert st.sql("SELECT accuracy FROM classify_metrics WHERE name = ?", [name]).item() == 1.0
 
 
+def test_probe_never_replaces_another_set(world):
+    write_set(world["store"], "taken", [("en", 0, 1)])
+    with pytest.raises(UsageError, match="pick another --name"):
+        classify(_opts(world, name="taken"))
+    with open_store(world["store"]) as st:
+        assert st.sql("SELECT algorithm FROM feature_sets WHERE name = 'taken'")["algorithm"].to_list() == ["imported"]
+
+
 def test_parse_k():
     assert probe.parse_k("all") is None and probe.parse_k(None) is None and probe.parse_k("5") == 5
     for bad in ("0", "-1", "x"):

@@ -423,6 +423,11 @@ def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callab
 
     want_sae = sae_id(opts.sae_model, opts.local_sae_dir)
     with open_store(opts.store) as store:
+        other = store.sql("SELECT DISTINCT algorithm FROM feature_sets WHERE name = ? AND algorithm <> 'sae-probe'",
+                          [name])
+        if other.height:
+            raise UsageError(f"feature set {name!r} exists ({other['algorithm'][0]}) and the probe stores its "
+                             "features under the result name: pick another --name")
         layer_list = _layer_numbers(opts.layers)
         train = stats.select_runs(store, model=opts.model, sae_model=want_sae,
                                   dataset_configs=opts.train_configs or None, layers=layer_list, kind="sae",
