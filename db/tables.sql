@@ -55,7 +55,7 @@ CREATE TABLE neuron_counts (
 -- sets/name=<name>/features.parquet: a named feature set (the result of `langfeat identify` or an import);
 -- name is a hive partition column. Its parameters live beside it in sets/name=<name>/params.json.
 CREATE TABLE feature_sets (
-    algorithm VARCHAR NOT NULL,  -- sae-lape | lape | imported
+    algorithm VARCHAR NOT NULL,  -- sae-lape | lape | nu | sae-probe | imported
     kind      VARCHAR NOT NULL,  -- sae | neuron
     lang      VARCHAR NOT NULL,  -- canonical language tag
     layer     INTEGER NOT NULL,
@@ -65,7 +65,8 @@ CREATE TABLE feature_sets (
     act_max   FLOAT,             -- pooled over languages (the paper's global max / min / avg)
     act_min   FLOAT,
     act_avg   FLOAT,
-    rank      INTEGER            -- order within the language's list (ascending entropy unless by frequency)
+    rank      INTEGER,           -- order within the language's list (ascending entropy unless by frequency)
+    score     DOUBLE             -- the method's score of the unit for lang: ν (nu), the probe weight (sae-probe)
 );
 
 -- results/ppl_results/name=<name>/part-0.parquet: `langfeat ppl`, one row per (intervention, sentence);
@@ -127,20 +128,23 @@ CREATE TABLE diffmean_means (
 
 -- results/classify_docs/name=<name>/part-0.parquet: `langfeat classify`, one row per classified document.
 CREATE TABLE classify_docs (
-    classifier VARCHAR NOT NULL,  -- sae-count | sae-min-max | sae-norm | neuron-count | fasttext
+    classifier VARCHAR NOT NULL,  -- sae-count | sae-min-max | sae-norm | sae-probe | neuron-count | fasttext
     doc        INTEGER NOT NULL,  -- 0 .. n-1 within the result
     label      VARCHAR NOT NULL,  -- true language (canonical tag)
     config     VARCHAR NOT NULL,  -- the dataset config / label value as given
     "row"      BIGINT  NOT NULL,  -- row in the source split (start included)
     run_id     VARCHAR,           -- the ingested run holding the document's events (SAE classifiers only)
     doc_id     BIGINT,            -- the document's doc_id in that run
-    text       VARCHAR NOT NULL
+    text       VARCHAR NOT NULL,
+    dataset    VARCHAR,           -- the evaluated dataset (constant per result)
+    feature_set VARCHAR           -- the feature set voted with (sae-probe: the set it stored); NULL for fasttext
 );
 
 -- results/classify_langs/name=<name>/part-0.parquet: the candidate languages of a classification.
 CREATE TABLE classify_langs (
     lang    VARCHAR NOT NULL,  -- canonical tag
-    n_units INTEGER NOT NULL   -- units of the language in the set at the hooked layers; 0 for fasttext
+    n_units INTEGER NOT NULL,  -- units of the language in the set at the hooked layers; 0 for fasttext
+    bias    DOUBLE             -- sae-probe: the probe's intercept for lang (NULL otherwise)
 );
 
 -- results/classify_units/name=<name>/part-0.parquet: the feature-set units a classification voted with.
@@ -150,7 +154,9 @@ CREATE TABLE classify_units (
     layer   INTEGER NOT NULL,
     feature INTEGER NOT NULL,  -- SAE latent id or neuron index
     act_min FLOAT,             -- the set's global min / max activation (sae-min-max)
-    act_max FLOAT
+    act_max FLOAT,
+    weight  DOUBLE,            -- sae-probe: the probe's coefficient of the unit for lang (NULL otherwise)
+    value   VARCHAR            -- sae-probe: the per-document unit value, count | max (probe_value)
 );
 
 -- results/classify_scores/name=<name>/part-0.parquet: scores computed outside SQL, one row per

@@ -8,6 +8,7 @@ Steps (one function each, every one skipped when its output already exists):
 4. ``ingest``    SAE features and MLP neurons of the identification split into ``<store>/``;
 5. ``identify``  SAE-LAPE (set ``demo-sae``) and LAPE (set ``demo-neurons``);
 6. ``classify``  the held-out UDHR texts with every classifier and fastText;
+   ``nu_probe``  ν features (Deng et al.) and the sparse probe (k = all, k = 2) on the same held-out texts;
 7. ``ppl``       ΔPPL matrices: SAE steering (α = −0.2·max), true SAE ablation, LAPE neurons = 0;
 8. ``generate``  steered generation towards a few languages, judged by fastText;
    ``steer``     DiffMean vectors (set ``demo-diffmean``) and a scored steering sweep over α of SAE-LAPE features,
@@ -46,6 +47,9 @@ GENERATE_RESULT = "demo-generate"
 DIFFMEAN_SET = "demo-diffmean"
 SWEEP_RESULT = "demo-sweep"
 SWEEP_METHODS = ("sae-features", "diffmean", "prompting")
+NU_SET = "demo-nu"  # Deng et al.'s ν over the identification runs, the first NU_TOP SAE features per language
+NU_TOP = 20
+PROBE_RESULTS = {"demo-sae-probe": None, "demo-sae-probe-k2": 2}  # sae-probe results -> features per language
 DENSE_RATE = 0.1  # a latent firing on more than this share of held-out tokens counts as dense
 
 
@@ -76,6 +80,7 @@ class DemoSummary:
     switch: pl.DataFrame  # lang, multiplier, n, switch_rate, target_rate
     check: list[dict[str, Any]]
     report: Path
+    methods_lid: pl.DataFrame = field(default_factory=pl.DataFrame)  # methods_lid of the demo's results
     ran: list[str] = field(default_factory=list)  # steps that did work
     skipped: list[str] = field(default_factory=list)  # steps found finished
     seconds: dict[str, float] = field(default_factory=dict)
@@ -331,6 +336,31 @@ def classify_step(config: DemoConfig, progress: Any) -> bool:
     return did
 
 
+def nu_probe_step(config: DemoConfig) -> bool:
+    """ν features (set ``demo-nu``) and the sparse probe (k = all and k = 2) trained on the identification runs,
+    evaluated on the held-out UDHR texts classify ingested."""
+    from langfeat.experiments.classify import classify
+    from langfeat.identify import identify_named
+    from langfeat.options import ClassifyOptions
+
+    did = False
+    if not _has_set(config, NU_SET):
+        identify_named(config.store, algorithm="nu", layers=[config.sae_pattern], top=NU_TOP, name=NU_SET,
+                       dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs])
+        did = True
+    for name, k in PROBE_RESULTS.items():
+        if _has_result(config, "classify_docs", name):
+            continue
+        classify(ClassifyOptions(
+            dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="sae-probe", model=config.model,
+            local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch, max_length=config.max_length,
+            store=config.store, name=name, device=config.device, max_features_per_language=k,
+            train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+        ))
+        did = True
+    return did
+
+
 def ppl_step(config: DemoConfig, progress: Any) -> bool:
     """ΔPPL (intervened × evaluated language) of the UDHR subset under the three interventions."""
     from langfeat.experiments.ppl import run_ppl
@@ -463,8 +493,11 @@ def summarise(config: DemoConfig, sae_stats: list[SaeStats], check_rows: list[di
         steering = st.sql("SELECT method, lang, best_alpha, success_rate, fluency_score, steering_score, n_alphas "
                           "FROM generate_best_alpha WHERE name = ? ORDER BY lang, method", [SWEEP_RESULT])
         methods_ppl = st.sql("SELECT * FROM methods_ppl")
+        methods_lid = st.sql("SELECT method, feature_set, n_docs, accuracy, fasttext_accuracy FROM methods_lid "
+                             "WHERE name LIKE 'demo-%' ORDER BY accuracy DESC, name")
     return DemoSummary(config=config, sae_stats=sae_stats, features=features, own_vs_other=ovo, lid=lid, ppl=ppl,
-                       switch=switch, check=check_rows, report=report, steering=steering, methods_ppl=methods_ppl)
+                       switch=switch, check=check_rows, report=report, steering=steering, methods_ppl=methods_ppl,
+                       methods_lid=methods_lid)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -496,6 +529,7 @@ def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None
         step("ingest", lambda: ingest_step(config, models))
         step("identify", lambda: identify_step(config))
         step("classify", lambda: classify_step(config, progress))
+        step("nu_probe", lambda: nu_probe_step(config))
         step("ppl", lambda: ppl_step(config, progress))
         step("generate", lambda: generate_step(config, progress))
         step("steer", lambda: steer_step(config, progress))

@@ -391,6 +391,30 @@ def _interpret_blocks(st: Any, figs: _Figures) -> list[dict[str, Any]]:
     return blocks
 
 
+def _methods_blocks(st: Any, figs: _Figures) -> list[dict[str, Any]]:
+    """The methods side by side (``langfeat.experiments.methods``): one table per non-empty section view, and the
+    LID accuracy of each method beside fastText's on the same texts."""
+    import plotly.graph_objects as go
+
+    from langfeat.experiments.methods import methods, title
+
+    frames = methods(st)
+    blocks: list[dict[str, Any]] = []
+    lid = frames.get("methods_lid")
+    if lid is not None:
+        labels = [f"{m} ({s or '-'})" for m, s in zip(lid["method"], lid["feature_set"], strict=True)]
+        bars = go.Figure([
+            go.Bar(name=name, x=labels, y=lid[col].to_list(), hovertemplate="%{x}: %{y:.3f}<extra>" + name + "</extra>")
+            for col, name in (("accuracy", "method"), ("fasttext_accuracy", "fastText, same texts"))
+        ])
+        bars.update_layout(barmode="group", height=340)
+        bars.update_yaxes(range=[0, 1.02], tickformat=".0%")
+        blocks.append({"figure": figs.render(bars, "fig-methods-lid", "LID accuracy per method vs fastText")})
+    for section, frame in frames.items():
+        blocks.append({"table": Table.of(frame), "caption": f"{section}: {title(section)}", "section": section})
+    return blocks
+
+
 # ---------------------------------------------------------------------------------------------------------------
 # the page
 
@@ -421,6 +445,9 @@ def _sections(st: Any, top: int, n_contexts: int, around: int, tokenizer: str | 
          _ppl_blocks(st, figs)),
         ("generate", "Steered generation", "Samples judged by the fastText language identifier.",
          _generate_blocks(st, figs)),
+        ("methods", "Methods side by side", "Language identification per method against fastText on the same "
+         "texts, steering score per method and language, ΔPPL diagonal dominance per method (docs/methods.md).",
+         _methods_blocks(st, figs)),
         ("interpret", "Auto-interpretation", "Explanations written from each feature's top-activating contexts, "
          "scored by an LLM deciding which held-out contexts activate it (`langfeat interpret`).",
          _interpret_blocks(st, figs)),
@@ -485,7 +512,7 @@ TEMPLATE = """<!DOCTYPE html>
       {% if b.figure.note %}<p class="note">{{ b.figure.note }}</p>{% endif %}
     </div>
     {% elif 'table' in b %}
-    <div class="tablewrap">
+    <div class="tablewrap"{% if b.get('section') %} data-section="{{ b.section }}"{% endif %}>
       {% if b.get('caption') %}<p class="caption">{{ b.caption }}</p>{% endif %}
       <table class="data">
         <thead><tr>{% for c in b.table.columns %}<th>{{ c }}</th>{% endfor %}</tr></thead>

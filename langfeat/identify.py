@@ -1,9 +1,11 @@
-"""Identify language-specific units (SAE-LAPE for SAE features, LAPE for neurons) and store them as named sets.
+"""Identify language-specific units (SAE-LAPE for SAE features, LAPE for neurons, ν of Deng et al. for either) and
+store them as named sets.
 
 The statistics and the selection are the SQL table macro ``identify_units`` (``queries/identify/``, built on
 ``sae_lape_candidates``, ``sae_lape``, ``lape_bars`` and ``lape``); its default parameters are the SQL macro
-``identify_defaults()``, which :class:`Params` reads. This module selects the runs, validates parameters, writes
-``sets/name=<NAME>/{features.parquet, params.json}`` and reads the set's summary (``report_set_summary``).
+``identify_defaults()``, which :class:`Params` reads; ν is the macro ``nu_units``. This module selects the runs,
+validates parameters, writes ``sets/name=<NAME>/{features.parquet, params.json}`` and reads the set's summary
+(``report_set_summary``).
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from langfeat.errors import UsageError
 
 __all__ = ["ALGORITHMS", "Params", "compute", "default_name", "identify", "identify_named", "resolve_layers", "summary"]
 
-ALGORITHMS = ("sae-lape", "lape")
+ALGORITHMS = ("sae-lape", "lape", "nu")
 DEFAULTS_SQL = "queries/identify/00_identify_defaults.sql"
 
 
@@ -79,14 +81,20 @@ class Params:
             raise UsageError(f"--units-per-layer must be ≥ 1, got {self.units_per_layer}")
         if self.entropy_threshold is not None and not math.isfinite(self.entropy_threshold):
             raise UsageError("--entropy-threshold must be a finite number")
+        if self.algorithm == "nu":
+            given = [flag for flag, on in (("--lang-specific", self.lang_specific), ("--lang-shared", self.lang_shared),
+                                           ("--top-by-frequency", self.top_by_frequency),
+                                           ("--entropy-threshold", self.entropy_threshold is not None)) if on]
+            if given:
+                raise UsageError(f"{given[0]} does not apply to --algorithm nu (it ranks by ν): drop it, keep --top")
         return self
 
 
 def normalise_algorithm(name: str) -> str:
-    """``sae_lape`` / ``SAE-LAPE`` → ``sae-lape``; ``lape`` stays."""
+    """``sae_lape`` / ``SAE-LAPE`` → ``sae-lape``; ``lape`` and ``nu`` stay."""
     value = str(name).strip().lower().replace("_", "-")
     if value not in ALGORITHMS:
-        raise UsageError(f"unknown --algorithm {name!r}: use sae-lape (or sae_lape) or lape")
+        raise UsageError(f"unknown --algorithm {name!r}: use sae-lape (or sae_lape), lape or nu")
     return value
 
 
@@ -121,7 +129,7 @@ def _fmt(value: float) -> str:
 def default_name(p: Params) -> str:
     """A set name from the parameters, e.g. ``sae-lape-r0.8-specific`` or ``lape-neuron``."""
     parts = [p.algorithm]
-    if (p.kind == "sae") != (p.algorithm == "sae-lape"):
+    if (p.kind == "sae") != (p.algorithm in ("sae-lape", "nu")):
         parts.append(p.kind)
     if p.algorithm == "sae-lape":
         parts.append(f"r{_fmt(p.topk_threshold_ratio)}")
@@ -129,7 +137,7 @@ def default_name(p: Params) -> str:
             parts.append(f"x{_fmt(p.example_rate)}")
         if p.hfl_rate != Params.hfl_rate:
             parts.append(f"hfl{_fmt(p.hfl_rate)}")
-    else:
+    elif p.algorithm == "lape":
         if p.filter_rate != Params.filter_rate:
             parts.append(f"f{_fmt(p.filter_rate)}")
         if p.top_rate != Params.top_rate:
@@ -164,6 +172,9 @@ def compute(store: Any, runs: pl.DataFrame | Sequence[str], params: Params) -> p
     p = params.check()
     ids = stats.run_ids(runs) or []
     with stats.opened(store) as st:
+        if p.algorithm == "nu":
+            return st.sql("SELECT * FROM nu_units(?, ?, layers := ?, top := ?, top_per_layer := ?)",
+                          [p.kind, ids, p.layers, p.top, bool(p.top_per_layer)])
         n_units = _n_units(st, p, ids) if p.algorithm == "lape" else None
         if p.algorithm == "lape":
             p.units_per_layer = n_units
@@ -229,6 +240,9 @@ def identify_named(
         if not p.layers:
             raise UsageError("the selected runs share no layer: pass --layer")
         totals = stats.language_totals(st, runs)
+        if p.algorithm == "nu" and totals.height < 2:
+            raise UsageError("--algorithm nu compares a language with the others: select runs of at least two "
+                             "languages")
         df = compute(st, runs, p)
         out = df.select(pl.lit(name).alias("name"), *[c for c in df.columns if c != "n_assigned"])
         if save:

@@ -134,6 +134,12 @@ class ClassifyOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
     max_length: int | None = None
     store: str | None = None
     name: str | None = None
+    # sae-probe: the training runs (DATASET:CONFIG patterns of identification runs; none: all of them), the
+    # features kept per language (None: all), the per-document value and the inverse L1 strength
+    train_configs: list[str] = field(default_factory=list)
+    max_features_per_language: int | None = None
+    probe_value: str = "binary"
+    probe_c: float = 1.0
 
     def __post_init__(self) -> None:
         self.classifier = CLASSIFIER_ALIASES.get(self.classifier, self.classifier)

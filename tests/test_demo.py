@@ -20,6 +20,9 @@ from langfeat.demo import (
     DENSE_RATE,
     DIFFMEAN_SET,
     NEURON_SET,
+    NU_SET,
+    NU_TOP,
+    PROBE_RESULTS,
     SAE_SET,
     SWEEP_RESULT,
     DemoConfig,
@@ -51,7 +54,8 @@ def demo(toy_model_dir, tmp_path_factory):
 
 def test_every_step_ran_and_the_summary_reads_the_store(demo):
     cfg, s = demo
-    assert s.ran == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "steer", "check"]
+    assert s.ran == ["train", "sae_stats", "ingest", "identify", "classify", "nu_probe", "ppl", "generate", "steer",
+                     "check"]
     assert s.report.is_file() and s.report.name == "index.html"
     assert Path(cfg.sae_dir).name == "demo-store-saes"
     with open_store(cfg.store) as st:
@@ -68,6 +72,30 @@ def test_every_step_ran_and_the_summary_reads_the_store(demo):
     assert sorted(ident["lang"].to_list()) == sorted(LANGS) and set(ident["n_docs"].to_list()) == {8}
     assert s.switch.height == len(set(s.features.filter(pl.col("sae") > 0)["lang"])) * 2
     assert [c["text"] for c in s.check] == list(cfg.check_texts)
+
+
+def test_nu_and_probe_steps(demo):
+    cfg, s = demo
+    with open_store(cfg.store) as st:
+        nu = st.feature_sets(NU_SET)
+        identify_runs = set(st.runs().filter(pl.col("dataset") == corpus.PLAN["identify"])["run_id"].to_list())
+        sizes = st.sql("SELECT name, lang, count(*) AS n FROM feature_sets WHERE list_contains(?, name) "
+                       "GROUP BY ALL", [list(PROBE_RESULTS)])
+        fasttext = st.sql("SELECT accuracy FROM classify_metrics WHERE name = 'demo-fasttext'").item()
+        scored = st.sql("SELECT DISTINCT run_id FROM classify_docs WHERE list_contains(?, name)",
+                        [list(PROBE_RESULTS)])["run_id"].to_list()
+        params = json.loads(st.sql("SELECT params::VARCHAR AS p FROM feature_set_params WHERE name = ?",
+                                   [NU_SET])["p"][0])
+    assert set(params["runs"]) == identify_runs and set(nu["algorithm"]) == {"nu"}
+    per_lang = nu.group_by("lang").agg(pl.len(), pl.col("score").min(), pl.col("rank").max())
+    assert all(n <= NU_TOP and r == n and m > 0 for n, m, r in per_lang.select("len", "score", "rank").iter_rows())
+    assert sizes.filter(pl.col("name") == "demo-sae-probe-k2")["n"].max() <= 2
+    assert scored and not set(scored) & identify_runs  # scored on the held-out UDHR runs only
+    rows = {r["feature_set"]: r for r in s.methods_lid.iter_rows(named=True)}
+    n_eval = sum(min(5, len(corpus.texts("udhr", "all", lang))) for lang in LANGS)
+    for name in PROBE_RESULTS:
+        assert rows[name]["method"] == "sae-probe" and rows[name]["n_docs"] == n_eval
+        assert rows[name]["fasttext_accuracy"] == pytest.approx(fasttext)  # fastText on exactly these texts
 
 
 def test_own_vs_other_view_equals_a_recount_from_events(demo):
@@ -160,10 +188,10 @@ def test_a_second_run_does_no_work_and_gives_the_same_summary(demo):
     files.update({p: p.stat().st_mtime_ns for p in Path(cfg.sae_dir).rglob("*") if p.is_file()})
     again = run_demo(cfg)
     assert again.ran == []
-    assert again.skipped == ["train", "sae_stats", "ingest", "identify", "classify", "ppl", "generate", "steer",
-                             "check"]
+    assert again.skipped == ["train", "sae_stats", "ingest", "identify", "classify", "nu_probe", "ppl", "generate",
+                             "steer", "check"]
     assert {p: p.stat().st_mtime_ns for p in files} == files
-    for attr in ("features", "own_vs_other", "lid", "ppl", "switch", "steering", "methods_ppl"):
+    for attr in ("features", "own_vs_other", "lid", "ppl", "switch", "steering", "methods_ppl", "methods_lid"):
         assert getattr(again, attr).equals(getattr(first, attr)), attr
     assert again.sae_stats == first.sae_stats and again.check == first.check
 

@@ -271,7 +271,7 @@ def test_full_store_renders_every_section(full_store, browser, tmp_path):
     shutil.copy(tmp_path / "report.png", out / "report.png")  # kept beside the page in the test's tmp dir
 
     assert page.eval_on_selector_all("section", "s => s.map(e => e.id)") == \
-        ["runs", "features", "classify", "ppl", "generate", "interpret"]
+        ["runs", "features", "classify", "ppl", "generate", "methods", "interpret"]
     n_figures = page.locator(".js-plotly-plot").count()
     for i in range(n_figures):
         box = page.locator(".js-plotly-plot").nth(i).bounding_box()
@@ -355,6 +355,16 @@ def test_full_store_renders_every_section(full_store, browser, tmp_path):
     assert dict(zip(bars["x"], bars["y"], strict=True)) == pytest.approx(acc)
     assert acc == pytest.approx({"fasttext-hand": 3 / 7, "neuron-hand": 3 / 4})
 
+    # Methods: the non-fastText result with its accuracy; fastText scored other texts, so no paired accuracy.
+    cells = page.eval_on_selector_all('#methods [data-section="methods_lid"] tbody tr',
+                                      "rs => rs.map(r => [...r.children].map(c => c.textContent))")
+    head = page.eval_on_selector_all('#methods [data-section="methods_lid"] thead th',
+                                     "hs => hs.map(h => h.textContent)")
+    assert head == ["method", "classifier", "feature_set", "dataset", "n_docs", "accuracy", "fasttext_accuracy"]
+    assert cells == [["features + neuron-count", "neuron-count", "", "", "4", "0.75", ""]]
+    assert figure(page, "fig-methods-lid")["data"][0]["y"] == [0.75]
+    assert page.locator('#methods [data-section="methods_steering"]').count() == 0
+
     # ΔPPL: mean(PPL_int − PPL_base) per cell, paired by row; Thai was intervened on but not evaluated.
     base = {(r[2], r[3]): r[4] for r in PPL if r[0] == "none"}
     cells: dict[tuple[str, str], list[float]] = {}
@@ -391,7 +401,7 @@ def test_full_store_renders_every_section(full_store, browser, tmp_path):
     assert fig["data"][0]["z"] == [[by[(5, "detection")], by[(5, "fuzz")]], [by[(9, "detection")], by[(9, "fuzz")]]]
     assert fig["data"][0]["z"] == [[0.75, 0.5], [0.5, 1.0]]
 
-    assert n_figures == 2 + 1 + 1 + 1 + len(CLASSIFY) + 1 + 1 + 1
+    assert n_figures == 2 + 1 + 1 + 1 + len(CLASSIFY) + 1 + 1 + 1 + 1  # ... interpret, the methods' LID bars
     assert page.problems == []
     page.close()
 

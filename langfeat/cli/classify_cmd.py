@@ -71,8 +71,21 @@ def classify_command(
     template: Template = None,
     text_column: TextColumn = None,
     classifier: Annotated[str, typer.Option(
-        "--classifier-type", help=CLASSIFIER_HELP + " | neuron-count | fasttext; the paper's script defaulted to "
-                                                    "sae-min-max.")] = C.classifier,
+        "--classifier-type", help=CLASSIFIER_HELP + " | sae-probe (an L1 logistic-regression probe trained on the "
+                                                    "identification runs) | neuron-count | fasttext; the paper's "
+                                                    "script defaulted to sae-min-max.")] = C.classifier,
+    train_configs: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
+        help="sae-probe: identification runs to train on, as DATASET:CONFIG (bracex); default: every "
+             "identification run of the model and SAE.")] = None,
+    max_features_per_language: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="sae-probe: keep the k features per language of largest mean difference (SAEBench k-sparse "
+             "probing), e.g. 1, 2, 5; 'all' (default) fits on every feature.")] = None,
+    probe_value: Annotated[str, typer.Option(
+        help="sae-probe: per-document value of a feature: binary (1 if it fired) | count (ln(1 + firings)) | max "
+             "(largest activation)."
+    )] = C.probe_value,
+    probe_c: Annotated[float, typer.Option(
+        help="sae-probe: inverse L1 regularisation strength C (smaller: fewer features).")] = C.probe_c,
     model: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--model", "-m", help="Model (hub id, folder, GGUF or 'smollm2'); needed to ingest texts not in the store "
                               "yet, and for neuron-count.")] = None,
@@ -107,8 +120,11 @@ def classify_command(
     from langfeat.store import open_store
 
     quiet_progress(progress)
+    from langfeat.experiments.probe import parse_k
+
     opts = build(C, locals(), langs=split_values(langs), layers=list(layers or []),
-                 store=str(store) if store else None)
+                 store=str(store) if store else None, train_configs=list(train_configs or []),
+                 max_features_per_language=parse_k(max_features_per_language))
     check_options(opts)
     bar = None
     if opts.classifier == "neuron-count":  # the only classifier with forward passes of its own

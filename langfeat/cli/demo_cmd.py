@@ -67,6 +67,7 @@ def render_summary(summary: DemoSummary) -> list[Any]:
         rich_table(feats, title="specific units per language; SAE features' firing rate in own vs top other "
                                 "language", max_rows=feats.height),
         rich_table(summary.lid, title="language identification of held-out UDHR text"),
+        rich_table(summary.methods_lid, title="LID per method vs fastText on the same texts (report methods)"),
         rich_table(summary.ppl, title="ΔPPL (mean): diagonal vs off-diagonal median"),
         rich_table(summary.switch, title="steered generation: switch rate (fastText judge)"),
         rich_table(summary.steering, title="steering sweep: best α per method (steering score = harmonic mean of "

@@ -61,8 +61,9 @@ def identify_cmd(
         help="Runs to merge as DATASET:CONFIG, bracex: 'facebook/xnli:{en,de}'. Default: every complete run.")
     ] = None,
     algorithm: Annotated[str, typer.Option(
-        help="sae-lape (or sae_lape) | lape | diffmean (steering vectors: re-runs the runs' model over their "
-             "stored tokens; see `langfeat report diffmean`).")] = "sae-lape",
+        help="sae-lape (or sae_lape) | lape | nu (Deng et al.'s monolinguality score ν: rank by ν, keep --top per "
+             "language) | diffmean (steering vectors: re-runs the runs' model over their stored tokens; see "
+             "`langfeat report diffmean`).")] = "sae-lape",
     topk_threshold_ratio: Annotated[float, typer.Option(
         help="SAE-LAPE: assign a unit to every language with p ≥ ratio · max p.")] = _D["ratio"],
     example_rate: Annotated[float, typer.Option(
@@ -97,7 +98,7 @@ def identify_cmd(
     run: Annotated[list[str] | None, typer.Option("--run", help="Merge exactly these runs (ids), any role.")] = None,
     store: StoreOption = None,
 ) -> None:
-    """Identify language-specific SAE features (SAE-LAPE) or neurons (LAPE) and store them as a named set.
+    """Identify language-specific SAE features (SAE-LAPE), neurons (LAPE) or either by ν, and store a named set.
 
     Counts of the selected runs are merged per language (XNLI 'en' and FLORES 'eng_Latn' are one language).
 

@@ -29,7 +29,7 @@ from langfeat.models import base_prefix, load_model, load_saes
 from langfeat.options import CheckOptions
 from langfeat.store.layout import sql_text
 
-VOTE_SQL = ("classify/10_classify_votes.sql", "classify/20_classify_predictions.sql")
+VOTE_SQL = ("classify/01_probe_value.sql", "classify/10_classify_votes.sql", "classify/20_classify_predictions.sql")
 _RUN = "memory"
 
 
@@ -76,8 +76,10 @@ def score_events(events: pl.DataFrame, units: pl.DataFrame, cand: pl.DataFrame, 
                                 pl.col("layer").cast(pl.Int32), pl.col("feature").cast(pl.Int32),
                                 pl.col("act").cast(pl.Float32)),
         "classify_docs": docs,
-        "classify_langs": cand.select(pl.lit(_RUN).alias("name"), "lang", "n_units"),
-        "classify_units": units.select(pl.lit(_RUN).alias("name"), *units.columns),
+        "classify_langs": cand.select(pl.lit(_RUN).alias("name"), "lang", "n_units",
+                                      bias=pl.lit(None, pl.Float64)),
+        "classify_units": units.select(pl.lit(_RUN).alias("name"), *units.columns, weight=pl.lit(None, pl.Float64),
+                                       value=pl.lit(None, pl.String)),
         "classify_scores": pl.DataFrame(schema={"name": pl.String, "doc": pl.Int32, "lang": pl.String,
                                                 "score": pl.Float64}),
     }

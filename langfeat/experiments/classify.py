@@ -11,6 +11,8 @@ the units; ``classify_predictions`` takes the argmax (ties and all-zero scores: 
 * ``sae-count``: firings of each language's SAE features (BOS included).
 * ``sae-min-max``: firings weighted by (act − act_min) / (act_max − act_min + 1e-6) with the set's statistics.
 * ``sae-norm``: ``sae-count`` divided by the size of the language's feature set.
+* ``sae-probe``: an L1 multinomial logistic regression over per-document feature values, fit on identification
+  runs and scored on the evaluated (held-out) runs in SQL (``langfeat.experiments.probe``).
 * ``neuron-count``: (token, neuron) pairs with ``mlp.act_fn`` output > 0 among the language's neurons, counted by
   forward hooks (neuron activations are dense and not stored), kept in ``classify_scores``.
 * ``fasttext``: lid.176 probabilities restricted to the evaluated languages, kept in ``classify_scores``.
@@ -34,7 +36,7 @@ from langfeat.models import base_prefix, check_sae_source, load_model, model_id,
 from langfeat.options import ClassifyOptions, stored
 from langfeat.store.runs import ORIGIN_KEY
 
-CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "neuron-count", "fasttext")
+CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "sae-probe", "neuron-count", "fasttext")
 SAE_CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm")
 UNKNOWN = "unknown"
 # written in this order: classify_docs last, so a result is listed only once all of its parts exist
@@ -53,6 +55,19 @@ def check_options(opts: ClassifyOptions) -> None:
         raise UsageError(f"--batch {opts.batch} is not positive: pass a batch size >= 1")
     check_sae_source(opts.sae_model, opts.local_sae_dir)
     source = FeatureSource.of(opts)
+    if opts.classifier == "sae-probe":
+        from langfeat.experiments import probe
+
+        if source.given:
+            raise UsageError("--classifier-type sae-probe chooses its own features: drop --feature-set/"
+                             "--lape-result-path (pass --max-features-per-language to keep k per language)")
+        probe.check_k(opts.max_features_per_language)
+        probe.check_value(opts.probe_value)
+        if not (opts.probe_c > 0 and np.isfinite(opts.probe_c)):
+            raise UsageError(f"--probe-c {opts.probe_c} must be a positive number (the inverse L1 strength)")
+        return
+    if opts.train_configs or opts.max_features_per_language is not None:
+        raise UsageError("--train-configs / --max-features-per-language apply to --classifier-type sae-probe only")
     if opts.classifier == "fasttext":
         if opts.feature_set or opts.lape_result_path:
             raise UsageError("--classifier-type fasttext uses no feature set: drop --feature-set/--lape-result-path")
@@ -259,7 +274,11 @@ def default_name(opts: ClassifyOptions) -> str:
     """A readable result name when --name is not given."""
     path = Path(opts.dataset.replace("{lang}", ""))
     data = path.name.split(".")[0].strip("_-") or path.parent.name or "data"
-    used = "lid176" if opts.classifier == "fasttext" else FeatureSource.of(opts).label
+    if opts.classifier == "sae-probe":
+        k = opts.max_features_per_language
+        used = f"k{k}" if k is not None else "all"
+    else:
+        used = "lid176" if opts.classifier == "fasttext" else FeatureSource.of(opts).label
     out = f"{opts.classifier}-{used}-{data}"
     return "".join(ch if ch.isalnum() or ch in "._+-" else "_" for ch in out)
 
@@ -342,6 +361,9 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
         model_path = opts.fasttext_model or str(lid.default_model_path())
         scores = scores_frame(lid.probabilities(texts, cand["lang"].to_list(), model_path), cand["lang"].to_list())
         params["fasttext_model"] = str(Path(model_path).expanduser().resolve())
+    elif opts.classifier == "sae-probe":
+        docs, units, cand, layers, probe_set, probe_params = _probe(opts, sources, name, log)
+        params.update(probe_params)
     else:
         features = load_feature_set(opts.store, FeatureSource.of(opts))
         kind = "neuron" if opts.classifier == "neuron-count" else "sae"
@@ -370,18 +392,70 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
     missing = [s.lang.tag for s in sources if s.lang.tag not in set(cand["lang"].to_list())]
     if missing:
         log(f"note: the feature set has no units for {', '.join(missing)}: those documents can only be misclassified")
+    used_set = params.pop("feature_set", opts.feature_set)
     params = stored(
         opts, **params, classifier=opts.classifier, dataset=sources[0].dataset, split=sources[0].split,
         langs=[s.lang.tag for s in sources], configs=[s.config for s in sources], start=opts.start, end=opts.end,
-        template=sources[0].template, feature_set=opts.feature_set, lape_result_path=opts.lape_result_path,
+        template=sources[0].template, feature_set=used_set, lape_result_path=opts.lape_result_path,
         layers=layers, candidates=cand["lang"].to_list(), n_docs=docs.height, max_length=opts.max_length,
         dtype=opts.dtype, seconds=round(time.time() - t0, 3),
     )
     layout = ensure_store(opts.store)
+    docs = docs.with_columns(dataset=pl.lit(sources[0].dataset, pl.String), feature_set=pl.lit(used_set, pl.String))
     parts = {"classify_units": units, "classify_langs": cand, "classify_scores": scores, "classify_docs": docs}
+    if opts.classifier == "sae-probe":
+        from langfeat.formats.paper import write_feature_set
+
+        write_feature_set(layout, name, probe_set, {**params, "algorithm": "sae-probe", "kind": "sae",
+                                                     "classify_result": name}, overwrite=True)
     for table in TABLES:
         write_result(layout, table, name, parts[table], params if table == "classify_docs" else None)
     return name
+
+
+def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callable[[str], None]
+           ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, list[int], pl.DataFrame, dict[str, Any]]:
+    """sae-probe: fit on the identification runs, check the evaluated runs are disjoint from them; returns
+    (classify_docs, classify_units, classify_langs, layers, the feature set, params)."""
+    from langfeat import stats
+    from langfeat.experiments import probe
+    from langfeat.store import open_store
+
+    want_sae = sae_id(opts.sae_model, opts.local_sae_dir)
+    with open_store(opts.store) as store:
+        other = store.sql("SELECT DISTINCT algorithm FROM feature_sets WHERE name = ? AND algorithm <> 'sae-probe'",
+                          [name])
+        if other.height:
+            raise UsageError(f"feature set {name!r} exists ({other['algorithm'][0]}) and the probe stores its "
+                             "features under the result name: pick another --name")
+        layer_list = _layer_numbers(opts.layers)
+        train = stats.select_runs(store, model=opts.model, sae_model=want_sae,
+                                  dataset_configs=opts.train_configs or None, layers=layer_list, kind="sae",
+                                  role="identify")
+        layers = layer_list or stats.common_layers(train, "sae")
+        if not layers:
+            raise UsageError("the training runs share no SAE layer: pass --layer")
+    manifests = ensure_runs(opts, sources, layers, log)
+    train_ids = train["run_id"].to_list()
+    shared = sorted({m["run_id"] for m in manifests} & set(train_ids))
+    if shared:
+        raise UsageError(f"the evaluated texts are in training run {shared[0]}: evaluate on other texts, or narrow "
+                         "the training runs with --train-configs")
+    with open_store(opts.store) as store:
+        x, y, lang_list, units, train_docs = probe.training_matrix(store, train_ids, layers, opts.probe_value,
+                                                                   opts.max_features_per_language)
+        docs = _docs_from_runs(store, sources, manifests, opts.classifier)
+    overlap = set(docs["doc_id"].to_list()) & set(train_docs.tolist())
+    if overlap:  # doc ids carry their run's number: only possible if a run were both
+        raise UsageError(f"document {min(overlap)} is both a training and an evaluated document: evaluate on "
+                         "other runs")
+    log(f"sae-probe: fitting on {x.shape[0]} documents of {len(train_ids)} runs, {x.shape[1]} features")
+    fitted = probe.fit(x, y, lang_list, units, opts.probe_value, opts.probe_c)
+    params = {"train_runs": train_ids, "n_train_docs": int(x.shape[0]), "n_candidate_features": int(x.shape[1]),
+              "intercepts": dict(zip(fitted.langs, fitted.intercept.tolist(), strict=True)),
+              "runs": [m["run_id"] for m in manifests], "model": manifests[0].get("model"),
+              "sae_model": manifests[0].get("sae_model"), "feature_set": name}
+    return docs, fitted.units_frame(), fitted.langs_frame(), list(layers), fitted.feature_set(), params
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -594,7 +594,8 @@ def import_lape(
     if lape.num_tokens is not None:
         params["num_tokens"] = dict(zip(lape.tags, lape.num_tokens, strict=True))
     write_feature_set(layout, name, lape.features, params, overwrite=overwrite)
-    return lape.features.select(pl.lit(name).alias("name"), *SET_COLUMNS), run_rows
+    return lape.features.select(pl.lit(name).alias("name"), *SET_COLUMNS, pl.lit(None, pl.Float64).alias("score")), \
+        run_rows
 
 
 # ---------------------------------------------------------------------------------------------------------------

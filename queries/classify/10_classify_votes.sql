@@ -4,8 +4,10 @@
 --   sae-count    votes
 --   sae-min-max  sum over firings of (act - act_min) / (act_max - act_min + 1e-6)   (the paper's normalisation)
 --   sae-norm     votes / n_units of the language                                   (ours: set-size normalised)
+--   sae-probe    bias + Σ weight · probe_value(value, firings, max act) over the document's (layer, feature)
+--                with a coefficient for the language (the probe's linear score; its argmax is the probe's class)
 --   neuron-count, fasttext: the stored classify_scores (neuron votes, fastText probability).
--- inputs: classify_docs, events, classify_units, classify_langs, classify_scores
+-- inputs: classify_docs, events, classify_units, classify_langs, classify_scores, probe_value
 CREATE OR REPLACE VIEW classify_votes AS
 WITH fired AS (
     SELECT d.name, d.doc, u.lang,
@@ -14,20 +16,36 @@ WITH fired AS (
     FROM classify_docs d
     JOIN events e ON e.run_id = d.run_id AND e.doc_id = d.doc_id
     JOIN classify_units u ON u.name = d.name AND u.layer = e.layer AND u.feature = e.feature
-    WHERE d.classifier LIKE 'sae-%' AND u.kind = 'sae'
+    WHERE d.classifier IN ('sae-count', 'sae-min-max', 'sae-norm') AND u.kind = 'sae'
     GROUP BY d.name, d.doc, u.lang
+),
+probe_units AS (
+    SELECT d.name, d.doc, u.lang, u.layer, u.feature, any_value(u.weight) AS weight, any_value(u.value) AS value,
+           count(*) AS n, max(e.act) AS act_max
+    FROM classify_docs d
+    JOIN events e ON e.run_id = d.run_id AND e.doc_id = d.doc_id
+    JOIN classify_units u ON u.name = d.name AND u.layer = e.layer AND u.feature = e.feature
+    WHERE d.classifier = 'sae-probe' AND u.kind = 'sae'
+    GROUP BY d.name, d.doc, u.lang, u.layer, u.feature
+),
+probe AS (
+    SELECT name, doc, lang, sum(weight * probe_value(value, n, act_max)) AS score
+    FROM probe_units
+    GROUP BY name, doc, lang
 )
 SELECT
     d.name, d.classifier, d.doc, d.label, d.config, d."row", l.lang,
-    CASE WHEN d.classifier LIKE 'sae-%' THEN coalesce(f.votes, 0)
+    CASE WHEN d.classifier IN ('sae-count', 'sae-min-max', 'sae-norm') THEN coalesce(f.votes, 0)
          WHEN d.classifier = 'neuron-count' THEN coalesce(s.score, 0)::BIGINT END AS votes,
     CASE d.classifier
         WHEN 'sae-count'   THEN coalesce(f.votes, 0)::DOUBLE
         WHEN 'sae-min-max' THEN coalesce(f.minmax, 0)
         WHEN 'sae-norm'    THEN coalesce(f.votes, 0)::DOUBLE / l.n_units
+        WHEN 'sae-probe'   THEN l.bias + coalesce(p.score, 0)
         ELSE coalesce(s.score, 0)
     END AS score
 FROM classify_docs d
 JOIN classify_langs l ON l.name = d.name
 LEFT JOIN fired f ON f.name = d.name AND f.doc = d.doc AND f.lang = l.lang
+LEFT JOIN probe p ON p.name = d.name AND p.doc = d.doc AND p.lang = l.lang
 LEFT JOIN classify_scores s ON s.name = d.name AND s.doc = d.doc AND s.lang = l.lang;

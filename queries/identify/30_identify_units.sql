@@ -63,6 +63,7 @@ SELECT
     k.unit_act_min::FLOAT                       AS act_min,
     k.unit_act_avg::FLOAT                       AS act_avg,
     row_number() OVER (PARTITION BY k.lang ORDER BY k.pos)::INTEGER AS rank,
+    NULL::DOUBLE                                AS score,
     k.n_assigned::INTEGER                       AS n_assigned
 FROM kept k
 JOIN stat_lang_totals(run_ids) t USING (lang)

@@ -1,0 +1,155 @@
+"""Sparse linear probes over SAE features (``classify --classifier-type sae-probe``).
+
+An L1-regularised multinomial logistic regression (scikit-learn, ``saga``) over per-document feature values, fit on
+the documents of identification runs and scored on other (evaluation) runs. The matrix is the SQL macro
+``probe_doc_units`` (value ``binary`` = fired or not, ``count`` = ln(1 + firings) or ``max`` = the largest
+activation, ``probe_value``);
+``--max-features-per-language k`` keeps, per language, the k features of largest mean difference between the
+language's documents and the others' (``probe_mean_diff``, the k-sparse probing of SAEBench, Karvonen et al. 2025)
+before the fit. scikit-learn only fits: the coefficients are stored (``classify_units.weight``,
+``classify_langs.bias``) and the scores of the evaluated documents are the view ``classify_votes``.
+
+The features with a positive weight for a language are also stored as feature set ``<result name>`` (algorithm
+``sae-probe``, ``score`` = the weight, rank by weight), so ``report``, ``check`` and steering can use them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from langfeat import langs
+from langfeat.errors import UsageError
+
+VALUES = ("binary", "count", "max")
+PROBE_CLASSIFIERS = ("sae-probe",)
+
+
+@dataclass
+class Probe:
+    """A fitted probe: languages (class order), the units (layer, feature) of the columns, coefficients
+    ``[langs, units]`` and intercepts ``[langs]``."""
+
+    langs: list[str]
+    units: list[tuple[int, int]]
+    coef: np.ndarray
+    intercept: np.ndarray
+    value: str
+
+    def units_frame(self) -> pl.DataFrame:
+        """classify_units rows: every non-zero coefficient (kind sae, lang, layer, feature, weight, value)."""
+        li, ui = np.nonzero(self.coef)
+        return pl.DataFrame({
+            "kind": ["sae"] * len(li), "lang": [self.langs[i] for i in li],
+            "layer": [self.units[j][0] for j in ui], "feature": [self.units[j][1] for j in ui],
+            "weight": self.coef[li, ui].astype(np.float64), "value": [self.value] * len(li),
+        }, schema={"kind": pl.String, "lang": pl.String, "layer": pl.Int32, "feature": pl.Int32,
+                   "weight": pl.Float64, "value": pl.String}).sort("lang", "layer", "feature")
+
+    def langs_frame(self) -> pl.DataFrame:
+        """classify_langs rows: lang, n_units (non-zero coefficients), bias, in the paper's language order."""
+        frame = pl.DataFrame({
+            "lang": self.langs, "n_units": (self.coef != 0).sum(axis=1).astype(np.int32),
+            "bias": self.intercept.astype(np.float64),
+        }, schema={"lang": pl.String, "n_units": pl.Int32, "bias": pl.Float64})
+        return langs.sort_frame(frame, "lang")
+
+    def feature_set(self) -> pl.DataFrame:
+        """feature_sets rows (algorithm sae-probe): per language the units of positive weight, rank by weight."""
+        units = self.units_frame().filter(pl.col("weight") > 0)
+        return units.select(
+            pl.lit("sae-probe").alias("algorithm"), "kind", "lang", "layer", "feature",
+            pl.col("weight").alias("score"),
+            pl.col("weight").rank("ordinal", descending=True).over("lang").cast(pl.Int32).alias("rank"),
+        ).sort("lang", "rank")
+
+
+def check_k(k: int | None) -> int | None:
+    """``--max-features-per-language``: None (all) or a positive integer."""
+    if k is not None and (isinstance(k, bool) or not isinstance(k, int) or k < 1):
+        raise UsageError(f"--max-features-per-language {k!r} is not a positive integer: pass 1, 2, 5, … or all")
+    return k
+
+
+def parse_k(text: str | None) -> int | None:
+    """The CLI value of ``--max-features-per-language``: ``all`` (or nothing) → None, else a positive integer."""
+    if text is None or str(text).strip().lower() == "all":
+        return None
+    try:
+        value = int(str(text).strip())
+    except ValueError:
+        raise UsageError(f"--max-features-per-language {text!r} is not a number: pass 1, 2, 5, … or all") from None
+    return check_k(value)
+
+
+def check_value(value: str) -> str:
+    if value not in VALUES:
+        raise UsageError(f"unknown --probe-value {value!r}: use binary (fired), count (ln(1 + firings)) or max "
+                         "(largest activation)")
+    return value
+
+
+def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str,
+                    k: int | None) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
+    """The training documents of ``run_ids``: (sparse X [docs, units], y (language index), languages, units,
+    doc_ids). Units: every (layer, feature) that fired in a training document, or with ``k`` the union of each
+    language's first k of ``probe_mean_diff``. Every number comes from the SQL macros."""
+    from scipy import sparse
+
+    ids, layer_list = list(run_ids), [int(x) for x in layers]
+    docs = store.sql("SELECT run_id, lang, doc_id FROM docs WHERE list_contains(?, run_id) ORDER BY lang, doc_id",
+                     [ids])
+    if docs.height == 0:
+        raise UsageError("the training runs hold no documents: ingest identification texts first")
+    lang_list = sorted(set(docs["lang"].to_list()), key=langs.sort_key)
+    if len(lang_list) < 2:
+        raise UsageError(f"the training runs cover one language ({lang_list[0]}): a probe needs at least two")
+    if k is None:
+        cells = store.sql("SELECT doc_id, layer, feature, x FROM probe_doc_units(?, layers := ?, value := ?)",
+                          [ids, layer_list, value])
+    else:
+        cells = store.sql(
+            "WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_mean_diff(?, layers := ?, value := ?) "
+            "WHERE rank <= ?) SELECT p.doc_id, p.layer, p.feature, p.x "
+            "FROM probe_doc_units(?, layers := ?, value := ?) p JOIN chosen USING (layer, feature)",
+            [ids, layer_list, value, int(k), ids, layer_list, value])
+    unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature")
+    if unit_frame.height == 0:
+        raise UsageError("no SAE feature fired in the training documents at these layers: check --layer")
+    units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
+    col = {u: j for j, u in enumerate(units)}
+    row = {d: i for i, d in enumerate(docs["doc_id"].to_list())}
+    r = np.array([row[d] for d in cells["doc_id"].to_list()], dtype=np.int64)
+    c = np.array([col[u] for u in zip(cells["layer"].to_list(), cells["feature"].to_list(), strict=True)],
+                 dtype=np.int64)
+    x = sparse.csr_matrix((cells["x"].to_numpy().astype(np.float64), (r, c)), shape=(docs.height, len(units)))
+    lang_index = {lang: i for i, lang in enumerate(lang_list)}
+    y = np.array([lang_index[lang] for lang in docs["lang"].to_list()], dtype=np.int64)
+    return x, y, lang_list, units, docs["doc_id"].to_numpy()
+
+
+def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[int, int]], value: str,
+        c: float = 1.0, max_iter: int = 200, seed: int = 0) -> Probe:
+    """Fit the L1 multinomial logistic regression (``saga``); two classes give ±coef/2 (same argmax, softmax)."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    if not (c > 0 and np.isfinite(c)):
+        raise UsageError(f"--probe-c {c} must be a positive number (the inverse L1 strength)")
+    model = LogisticRegression(l1_ratio=1.0, solver="saga", C=float(c), max_iter=max_iter, tol=1e-3,
+                               random_state=seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        model.fit(x, y)
+    coef, intercept = np.asarray(model.coef_, dtype=np.float64), np.asarray(model.intercept_, dtype=np.float64)
+    present = [lang_list[i] for i in model.classes_]
+    if coef.shape[0] == 1:  # binary: sklearn keeps one row for the second class
+        coef = np.vstack([-coef[0] / 2, coef[0] / 2])
+        intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
+    return Probe(list(present), list(units), coef, intercept, value)
