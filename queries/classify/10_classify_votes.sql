@@ -19,19 +19,20 @@ WITH fired AS (
     WHERE d.classifier IN ('sae-count', 'sae-min-max', 'sae-norm') AND u.kind = 'sae'
     GROUP BY d.name, d.doc, u.lang
 ),
-probe_units AS (
-    SELECT d.name, d.doc, u.lang, u.layer, u.feature, any_value(u.weight) AS weight, any_value(u.value) AS value,
-           count(*) AS n, max(e.act) AS act_max
+probe_fired AS (  -- per (result, document, probe unit): firings and maximum activation, before any language
+    SELECT d.name, d.doc, e.layer, e.feature, count(*) AS n, max(e.act) AS act_max
     FROM classify_docs d
     JOIN events e ON e.run_id = d.run_id AND e.doc_id = d.doc_id
-    JOIN classify_units u ON u.name = d.name AND u.layer = e.layer AND u.feature = e.feature
-    WHERE d.classifier = 'sae-probe' AND u.kind = 'sae'
-    GROUP BY d.name, d.doc, u.lang, u.layer, u.feature
+    SEMI JOIN (SELECT DISTINCT name, layer, feature FROM classify_units WHERE kind = 'sae') pu
+        ON pu.name = d.name AND pu.layer = e.layer AND pu.feature = e.feature
+    WHERE d.classifier = 'sae-probe'
+    GROUP BY ALL
 ),
 probe AS (
-    SELECT name, doc, lang, sum(weight * probe_value(value, n, act_max)) AS score
-    FROM probe_units
-    GROUP BY name, doc, lang
+    SELECT f.name, f.doc, u.lang, sum(u.weight * probe_value(u.value, f.n, f.act_max)) AS score
+    FROM probe_fired f
+    JOIN classify_units u ON u.name = f.name AND u.layer = f.layer AND u.feature = f.feature AND u.kind = 'sae'
+    GROUP BY f.name, f.doc, u.lang
 )
 SELECT
     d.name, d.classifier, d.doc, d.label, d.config, d."row", l.lang,

@@ -2,16 +2,18 @@
 -- zero_division=0). Classes: every true label plus every predicted language ('unknown' is not a class).
 -- inputs: classify_predictions
 CREATE OR REPLACE VIEW classify_class_metrics AS
-WITH classes AS (
-    SELECT DISTINCT name, label AS class FROM classify_predictions
+WITH preds AS MATERIALIZED (  -- computed once: the votes behind it scan the events
+    SELECT name, label, pred FROM classify_predictions
+), classes AS (
+    SELECT DISTINCT name, label AS class FROM preds
     UNION
-    SELECT DISTINCT name, pred AS class FROM classify_predictions WHERE pred <> 'unknown'
+    SELECT DISTINCT name, pred AS class FROM preds WHERE pred <> 'unknown'
 ), counts AS (
     SELECT c.name, c.class,
            count(*) FILTER (WHERE p.label = c.class)                      AS support,
            count(*) FILTER (WHERE p.pred = c.class)                       AS predicted,
            count(*) FILTER (WHERE p.label = c.class AND p.pred = c.class) AS tp
-    FROM classes c JOIN classify_predictions p ON p.name = c.name
+    FROM classes c JOIN preds p ON p.name = c.name
     GROUP BY c.name, c.class
 )
 SELECT name, class, support, predicted, tp,
