@@ -16,7 +16,6 @@ is the engine's own overhead.
 from __future__ import annotations
 
 import argparse
-import gzip
 import os
 import sys
 import tempfile
@@ -28,17 +27,8 @@ import torch
 from langfeat.ingest import IngestConfig, ingest
 from langfeat.layers import mlp_path
 
-SHARED = Path(os.environ.get("LANGFEAT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
-CODES = ["eng_Latn", "deu_Latn", "rus_Cyrl", "hin_Deva", "tha_Thai", "jpn_Jpan", "kor_Hang", "zho_Hans"]
-
-
-def flores_texts(n: int) -> list[str]:
-    """``n`` FLORES devtest sentences, round-robin over several scripts."""
-    per = {}
-    for code in CODES:
-        with gzip.open(SHARED / "data" / "flores200_devtest" / f"{code}.devtest.gz", "rt", encoding="utf-8") as fh:
-            per[code] = fh.read().splitlines()
-    return [per[CODES[i % len(CODES)]][(i // len(CODES)) % 1012] for i in range(n)]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from ingest_cpu import flores_texts  # the same texts as the CPU benchmark
 
 
 def timed(config: IngestConfig) -> tuple[float, int, float | None, float | None]:
