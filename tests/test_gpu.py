@@ -11,7 +11,7 @@ import numpy as np
 import polars as pl
 import pytest
 import torch
-from test_sae_topk import _store_digest, check_same_pairs, inputs, make_sae
+from test_sae_topk import check_same_pairs, fast_and_sparsify_digests, inputs, make_sae
 
 from langfeat import activations
 from langfeat import interventions as iv
@@ -98,15 +98,8 @@ def test_fast_ingest_matches_sparsify_encode_on_cuda(toy, tmp_path, monkeypatch)
     model = copy.deepcopy(model).to("cuda")
     saes = {layer: copy.deepcopy(sae).to("cuda") for layer, sae in cpu_saes.items()}
     saes[3] = make_sae(int(saes[3].d_in), 32768, 8, torch.float32, seed=5).to("cuda")
-    (tmp_path / "mul.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
-    digests = {}
-    for fast in (False, True):
-        monkeypatch.setattr(activations, "FAST_ENCODE", fast)
-        cfg = IngestConfig(model="toy", dataset=str(tmp_path / "{lang}.txt"), langs=["mul"],
-                           layers=["model.layers.{0..3}.mlp"], sae_model="toy-saes", batch=4, shard_docs=8,
-                           store=str(tmp_path / f"store-{fast}"), device="cuda")
-        ingest(cfg, model=model, tokenizer=tokenizer, progress=False, saes=saes)
-        digests[fast] = _store_digest(tmp_path / f"store-{fast}")
+    digests = fast_and_sparsify_digests(model, tokenizer, saes, TEXTS, tmp_path, monkeypatch, "cuda", batch=4,
+                                        shard_docs=8)
     assert len(digests[True]) > 10 and digests[True] == digests[False]
 
 

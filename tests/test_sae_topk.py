@@ -138,6 +138,25 @@ def test_non_topk_saes_use_sparsify():
     assert torch.equal(acts, ref.top_acts) and torch.equal(idx, ref.top_indices)
 
 
+def fast_and_sparsify_digests(model, tokenizer, saes, texts, tmp_path, monkeypatch, device: str, batch: int,
+                              shard_docs: int) -> dict[bool, dict[str, str]]:
+    """The file digests of two ingestions of ``texts`` into fresh stores, with sparsify's encode (False) and the
+    fast top-k (True)."""
+    from langfeat import activations
+    from langfeat.ingest import IngestConfig, ingest
+
+    (tmp_path / "mul.txt").write_text("\n".join(texts) + "\n", encoding="utf-8")
+    digests = {}
+    for fast in (False, True):
+        monkeypatch.setattr(activations, "FAST_ENCODE", fast)
+        cfg = IngestConfig(model="toy", dataset=str(tmp_path / "{lang}.txt"), langs=["mul"],
+                           layers=["model.layers.{0..3}.mlp"], sae_model="toy-saes", batch=batch,
+                           shard_docs=shard_docs, store=str(tmp_path / f"store-{fast}"), device=device)
+        ingest(cfg, model=model, tokenizer=tokenizer, progress=False, saes=saes)
+        digests[fast] = _store_digest(tmp_path / f"store-{fast}")
+    return digests
+
+
 def _store_digest(root) -> dict[str, str]:
     """sha256 of every Parquet file of the committed runs (run ids are identities: equal across stores)."""
     return {
@@ -148,21 +167,12 @@ def _store_digest(root) -> dict[str, str]:
 
 def test_fp32_cpu_store_identical_to_sparsify_encode(toy, tmp_path, monkeypatch):
     """Ingestion with the fast encode writes byte-identical files to ingestion with sparsify's encode."""
-    from langfeat import activations
-    from langfeat.ingest import IngestConfig, ingest
     from langfeat.toy import DEFAULT_TEXTS
 
     model, tokenizer, saes = toy
     saes = dict(saes)
     saes[3] = make_sae(int(saes[3].d_in), 32768, 8, torch.float32, seed=5)  # wide: the grouped selection
-    (tmp_path / "mul.txt").write_text("\n".join(DEFAULT_TEXTS * 2) + "\n", encoding="utf-8")
-    digests = {}
-    for fast in (False, True):
-        monkeypatch.setattr(activations, "FAST_ENCODE", fast)
-        cfg = IngestConfig(model="toy", dataset=str(tmp_path / "{lang}.txt"), langs=["mul"],
-                           layers=["model.layers.{0..3}.mlp"], sae_model="toy-saes", batch=3, shard_docs=7,
-                           store=str(tmp_path / f"store-{fast}"), device="cpu")
-        ingest(cfg, model=model, tokenizer=tokenizer, progress=False, saes=saes)
-        digests[fast] = _store_digest(tmp_path / f"store-{fast}")
+    digests = fast_and_sparsify_digests(model, tokenizer, saes, DEFAULT_TEXTS * 2, tmp_path, monkeypatch, "cpu",
+                                        batch=3, shard_docs=7)
     assert any("/events/layer=3/" in f for f in digests[True])
     assert len(digests[True]) > 10 and digests[True] == digests[False]
