@@ -135,11 +135,15 @@ class ClassifyOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
     store: str | None = None
     name: str | None = None
     # sae-probe: the training runs (DATASET:CONFIG patterns of identification runs; none: all of them), the
-    # features kept per language (None: all), the per-document value and the inverse L1 strength
+    # features kept per language (None: all), the per-example value, the inverse L1 strength, the solver's epochs
+    # and the training windows (None: whole documents; stride None: half the window)
     train_configs: list[str] = field(default_factory=list)
     max_features_per_language: int | None = None
-    probe_value: str = "binary"
+    probe_value: str = "count"
     probe_c: float = 1.0
+    probe_max_iter: int = 200
+    probe_window: int | None = None
+    probe_stride: int | None = None
 
     def __post_init__(self) -> None:
         self.classifier = CLASSIFIER_ALIASES.get(self.classifier, self.classifier)

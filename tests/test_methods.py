@@ -101,6 +101,70 @@ def test_training_matrix_is_the_events_per_document(world):
         assert langs_[y[i]] == lang_of[doc_id]
 
 
+@pytest.mark.parametrize("size,stride", [(3, 2), (2, None), (1, 1)])
+def test_training_windows_are_the_events_per_window(world, size, stride):
+    """--probe-window W (stride S, default W // 2): one example per window [j·S, j·S + W) holding an event, each
+    with ln(1 + its firings in that window) per unit, in (language, document, window) order."""
+    step = stride or max(1, size // 2)
+    with open_store(world["store"]) as st:
+        train = st.sql("SELECT run_id FROM runs WHERE role = 'identify'")["run_id"].to_list()
+        x, y, langs_, units, doc_ids = probe.training_matrix(st, train, [0, 1], "count", None, size, stride)
+        docs = st.sql("SELECT doc_id, lang, \"row\" FROM docs WHERE list_contains(?, run_id)", [train])
+    row_of = dict(zip(docs["doc_id"].to_list(), docs["row"].to_list(), strict=True))
+    lang_of = dict(zip(docs["doc_id"].to_list(), docs["lang"].to_list(), strict=True))
+    want: dict[int, dict[int, dict[tuple[int, int], int]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(int)))
+    for doc_id in sorted(row_of):
+        for layer, evs in world["events"][("train", lang_of[doc_id])].items():
+            for d, pos, feat, _act in evs:
+                if d == row_of[doc_id]:
+                    for j in range(0, pos // step + 1):
+                        if j * step <= pos < j * step + size:
+                            want[doc_id][j][(layer, feat)] += 1
+    expected = [(doc_id, {u: math.log1p(n) for u, n in want[doc_id][j].items()})
+                for lang in sorted(langs_) for doc_id in sorted(d for d in want if lang_of[d] == lang)
+                for j in sorted(want[doc_id])]
+    dense = x.toarray()
+    got = [(int(doc_ids[i]), {units[j]: dense[i, j] for j in np.nonzero(dense[i])[0]}) for i in range(len(doc_ids))]
+    assert [g[0] for g in got] == [e[0] for e in expected]
+    for (_, g), (_, e) in zip(got, expected, strict=True):
+        assert g == pytest.approx(e, rel=1e-12)
+    assert [langs_[k] for k in y] == [lang_of[d] for d, _ in expected]
+
+
+def test_probe_window_options_are_checked():
+    assert probe.check_window(None, None) == (None, None)
+    assert probe.check_window(32, 8) == (32, 8)
+    for size, stride in ((0, None), (-3, None), (8, 0), (None, 4)):
+        with pytest.raises(UsageError, match="--probe-"):
+            probe.check_window(size, stride)
+
+
+def test_probe_set_carries_the_training_runs_activation_statistics(world):
+    """The stored probe set can steer: act_max / act_min / act_avg / prob of each unit pooled over the training
+    runs' events (probe_unit_stats), equal to the planted events' own numbers."""
+    name = classify(_opts(world, probe_window=2, name="probe-windowed"))
+    pooled: dict[tuple[int, int], list[float]] = defaultdict(list)
+    n_tokens = 0
+    with open_store(world["store"]) as st:
+        fs = st.sql("SELECT lang, layer, feature, act_max, act_min, act_avg, prob, rank FROM feature_sets "
+                    "WHERE name = ?", [name])
+        n_tokens = int(st.sql("SELECT sum(n_tokens) FROM runs WHERE role = 'identify'").item())
+        metrics = st.sql("SELECT accuracy FROM classify_metrics WHERE name = ?", [name]).item()
+    for lang in LANGS:
+        for layer, evs in world["events"][("train", lang)].items():
+            for _d, _pos, feat, act in evs:
+                pooled[(layer, feat)].append(act)
+    assert fs.height > 0 and metrics == 1.0
+    top = {r["lang"]: (r["layer"], r["feature"]) for r in fs.filter(pl.col("rank") == 1).iter_rows(named=True)}
+    assert top == PLANTED
+    for r in fs.iter_rows(named=True):
+        acts = pooled[(r["layer"], r["feature"])]
+        assert r["act_max"] == pytest.approx(max(acts), rel=1e-6)
+        assert r["act_min"] == pytest.approx(min(acts), rel=1e-6)
+        assert r["act_avg"] == pytest.approx(sum(acts) / len(acts), rel=1e-5)
+        assert r["prob"] == pytest.approx(len(acts) / n_tokens, rel=1e-12)
+
+
 def test_probe_recovers_planted_features_and_scores_held_out_runs_in_sql(world):
     for k, value in ((None, "binary"), (1, "count"), (None, "count"), (2, "max")):
         name = classify(_opts(world, max_features_per_language=k, probe_value=value, name=f"probe-{k}-{value}"))

@@ -81,11 +81,19 @@ def classify_command(
         help="sae-probe: keep the k features per language of largest mean difference (SAEBench k-sparse "
              "probing), e.g. 1, 2, 5; 'all' (default) fits on every feature.")] = None,
     probe_value: Annotated[str, typer.Option(
-        help="sae-probe: per-document value of a feature: binary (1 if it fired) | count (ln(1 + firings)) | max "
-             "(largest activation)."
+        help="sae-probe: per-document value of a feature: count (ln(1 + firings), default) | binary (1 if it "
+             "fired) | max (largest activation)."
     )] = C.probe_value,
     probe_c: Annotated[float, typer.Option(
         help="sae-probe: inverse L1 regularisation strength C (smaller: fewer features).")] = C.probe_c,
+    probe_max_iter: Annotated[int, typer.Option(
+        help="sae-probe: at most this many epochs of the saga solver (fewer: a faster, less sparse fit).")
+    ] = C.probe_max_iter,
+    probe_window: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="sae-probe: train on windows of N tokens of the training documents (every --probe-stride tokens) "
+             "instead of whole documents, e.g. 32 when the scored texts are short; default: whole documents.")] = None,
+    probe_stride: Annotated[Optional[int], typer.Option(  # noqa: UP045
+        help="sae-probe: tokens between window starts (default: half of --probe-window).")] = None,
     model: Annotated[Optional[str], typer.Option(  # noqa: UP045
         "--model", "-m", help="Model (hub id, folder, GGUF or 'smollm2'); needed to ingest texts not in the store "
                               "yet, and for neuron-count.")] = None,

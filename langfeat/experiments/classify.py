@@ -63,11 +63,17 @@ def check_options(opts: ClassifyOptions) -> None:
                              "--lape-result-path (pass --max-features-per-language to keep k per language)")
         probe.check_k(opts.max_features_per_language)
         probe.check_value(opts.probe_value)
+        probe.check_window(opts.probe_window, opts.probe_stride)
         if not (opts.probe_c > 0 and np.isfinite(opts.probe_c)):
             raise UsageError(f"--probe-c {opts.probe_c} must be a positive number (the inverse L1 strength)")
+        if isinstance(opts.probe_max_iter, bool) or not isinstance(opts.probe_max_iter, int) or opts.probe_max_iter < 1:
+            raise UsageError(f"--probe-max-iter {opts.probe_max_iter!r} is not a positive number of epochs: pass e.g. "
+                             "200")
         return
-    if opts.train_configs or opts.max_features_per_language is not None:
-        raise UsageError("--train-configs / --max-features-per-language apply to --classifier-type sae-probe only")
+    if (opts.train_configs or opts.max_features_per_language is not None or opts.probe_window is not None
+            or opts.probe_stride is not None):
+        raise UsageError("--train-configs / --max-features-per-language / --probe-window / --probe-stride apply to "
+                         "--classifier-type sae-probe only")
     if opts.classifier == "fasttext":
         if opts.feature_set or opts.lape_result_path:
             raise UsageError("--classifier-type fasttext uses no feature set: drop --feature-set/--lape-result-path")
@@ -443,19 +449,24 @@ def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callab
                          "the training runs with --train-configs")
     with open_store(opts.store) as store:
         x, y, lang_list, units, train_docs = probe.training_matrix(store, train_ids, layers, opts.probe_value,
-                                                                   opts.max_features_per_language)
+                                                                   opts.max_features_per_language,
+                                                                   opts.probe_window, opts.probe_stride)
         docs = _docs_from_runs(store, sources, manifests, opts.classifier)
     overlap = set(docs["doc_id"].to_list()) & set(train_docs.tolist())
     if overlap:  # doc ids carry their run's number: only possible if a run were both
         raise UsageError(f"document {min(overlap)} is both a training and an evaluated document: evaluate on "
                          "other runs")
-    log(f"sae-probe: fitting on {x.shape[0]} documents of {len(train_ids)} runs, {x.shape[1]} features")
-    fitted = probe.fit(x, y, lang_list, units, opts.probe_value, opts.probe_c)
-    params = {"train_runs": train_ids, "n_train_docs": int(x.shape[0]), "n_candidate_features": int(x.shape[1]),
+    what = "documents" if opts.probe_window is None else f"windows of {opts.probe_window} tokens"
+    log(f"sae-probe: fitting on {x.shape[0]} {what} of {len(train_ids)} runs, {x.shape[1]} features")
+    fitted = probe.fit(x, y, lang_list, units, opts.probe_value, opts.probe_c, opts.probe_max_iter)
+    with open_store(opts.store) as store:
+        unit_stats = store.sql("SELECT * FROM probe_unit_stats('sae', ?, layers := ?)", [train_ids, list(layers)])
+    params = {"train_runs": train_ids, "n_train_docs": len(set(train_docs.tolist())),
+              "n_train_examples": int(x.shape[0]), "n_candidate_features": int(x.shape[1]),
               "intercepts": dict(zip(fitted.langs, fitted.intercept.tolist(), strict=True)),
               "runs": [m["run_id"] for m in manifests], "model": manifests[0].get("model"),
               "sae_model": manifests[0].get("sae_model"), "feature_set": name}
-    return docs, fitted.units_frame(), fitted.langs_frame(), list(layers), fitted.feature_set(), params
+    return docs, fitted.units_frame(), fitted.langs_frame(), list(layers), fitted.feature_set(unit_stats), params
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -3,7 +3,8 @@
 An L1-regularised multinomial logistic regression (scikit-learn, ``saga``) over per-document feature values, fit on
 the documents of identification runs and scored on other (evaluation) runs. The matrix is the SQL macro
 ``probe_doc_units`` (value ``binary`` = fired or not, ``count`` = ln(1 + firings) or ``max`` = the largest
-activation, ``probe_value``);
+activation, ``probe_value``; with ``--probe-window W`` the training documents are cut into overlapping windows of W
+tokens, each one example);
 ``--max-features-per-language k`` keeps, per language, the k features of largest mean difference between the
 language's documents and the others' (``probe_mean_diff``, the k-sparse probing of SAEBench, Karvonen et al. 2025)
 before the fit. scikit-learn only fits: the coefficients are stored (``classify_units.weight``,
@@ -58,14 +59,20 @@ class Probe:
         }, schema={"lang": pl.String, "n_units": pl.Int32, "bias": pl.Float64})
         return langs.sort_frame(frame, "lang")
 
-    def feature_set(self) -> pl.DataFrame:
-        """feature_sets rows (algorithm sae-probe): per language the units of positive weight, rank by weight."""
+    def feature_set(self, unit_stats: pl.DataFrame | None = None) -> pl.DataFrame:
+        """feature_sets rows (algorithm sae-probe): per language the units of positive weight, rank by weight.
+        ``unit_stats`` (``probe_unit_stats``: layer, feature, act_max, act_min, act_avg, prob) fills in the
+        activation statistics steering reads (α · act_max)."""
         units = self.units_frame().filter(pl.col("weight") > 0)
-        return units.select(
+        out = units.select(
             pl.lit("sae-probe").alias("algorithm"), "kind", "lang", "layer", "feature",
             pl.col("weight").alias("score"),
             pl.col("weight").rank("ordinal", descending=True).over("lang").cast(pl.Int32).alias("rank"),
-        ).sort("lang", "rank")
+        )
+        if unit_stats is not None:
+            out = out.join(unit_stats.select("layer", "feature", "prob", "act_max", "act_min", "act_avg"),
+                           on=["layer", "feature"], how="left")
+        return out.sort("lang", "rank")
 
 
 def check_k(k: int | None) -> int | None:
@@ -93,11 +100,24 @@ def check_value(value: str) -> str:
     return value
 
 
-def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str,
-                    k: int | None) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
-    """The training documents of ``run_ids``: (sparse X [docs, units], y (language index), languages, units,
-    doc_ids). Units: every (layer, feature) that fired in a training document, or with ``k`` the union of each
-    language's first k of ``probe_mean_diff``. Every number comes from the SQL macros."""
+def check_window(size: int | None, stride: int | None) -> tuple[int | None, int | None]:
+    """``--probe-window`` / ``--probe-stride``: None (whole documents) or positive token counts."""
+    for flag, v in (("--probe-window", size), ("--probe-stride", stride)):
+        if v is not None and (isinstance(v, bool) or not isinstance(v, int) or v < 1):
+            raise UsageError(f"{flag} {v!r} is not a positive number of tokens: pass e.g. 32, or leave it out")
+    if stride is not None and size is None:
+        raise UsageError("--probe-stride needs --probe-window: pass the window size too")
+    return size, stride
+
+
+def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,
+                    window: int | None = None, stride: int | None = None,
+                    ) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
+    """The training examples of ``run_ids``: (sparse X [examples, units], y (language index), languages, units,
+    doc_ids (one per example)). An example is a document, or with ``window`` each window of ``window`` tokens every
+    ``stride`` tokens of one (``probe_doc_units``). Units: every (layer, feature) that fired in a training example,
+    or with ``k`` the union of each language's first k of ``probe_mean_diff``. Every number comes from the SQL
+    macros."""
     from scipy import sparse
 
     ids, layer_list = list(run_ids), [int(x) for x in layers]
@@ -108,28 +128,34 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
     lang_list = sorted(set(docs["lang"].to_list()), key=langs.sort_key)
     if len(lang_list) < 2:
         raise UsageError(f"the training runs cover one language ({lang_list[0]}): a probe needs at least two")
+    args = "?, layers := ?, value := ?, window_size := ?, window_stride := ?"
+    params = [ids, layer_list, value, window, stride]
     if k is None:
-        cells = store.sql("SELECT doc_id, layer, feature, x FROM probe_doc_units(?, layers := ?, value := ?)",
-                          [ids, layer_list, value])
+        cells = store.sql(f"SELECT doc_id, win, layer, feature, x FROM probe_doc_units({args})", params)
     else:
         cells = store.sql(
-            "WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_mean_diff(?, layers := ?, value := ?) "
-            "WHERE rank <= ?) SELECT p.doc_id, p.layer, p.feature, p.x "
-            "FROM probe_doc_units(?, layers := ?, value := ?) p JOIN chosen USING (layer, feature)",
-            [ids, layer_list, value, int(k), ids, layer_list, value])
+            f"WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_mean_diff({args}) WHERE rank <= ?) "
+            f"SELECT p.doc_id, p.win, p.layer, p.feature, p.x FROM probe_doc_units({args}) p "
+            "JOIN chosen USING (layer, feature)", [*params, int(k), *params])
     unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature")
     if unit_frame.height == 0:
         raise UsageError("no SAE feature fired in the training documents at these layers: check --layer")
     units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
     col = {u: j for j, u in enumerate(units)}
-    row = {d: i for i, d in enumerate(docs["doc_id"].to_list())}
-    r = np.array([row[d] for d in cells["doc_id"].to_list()], dtype=np.int64)
+    if window is None:  # every document is an example, also one where nothing fired
+        examples = docs.select("doc_id", "lang", pl.lit(0, pl.Int64).alias("win"))
+    else:  # the windows that exist (probe_doc_units)
+        examples = (store.sql(f"SELECT DISTINCT doc_id, win FROM probe_doc_units({args})", params)
+                    .join(docs.select("doc_id", "lang"), on="doc_id").sort("lang", "doc_id", "win"))
+    row = {key: i for i, key in enumerate(zip(examples["doc_id"].to_list(), examples["win"].to_list(), strict=True))}
+    r = np.array([row[key] for key in zip(cells["doc_id"].to_list(), cells["win"].to_list(), strict=True)],
+                 dtype=np.int64)
     c = np.array([col[u] for u in zip(cells["layer"].to_list(), cells["feature"].to_list(), strict=True)],
                  dtype=np.int64)
-    x = sparse.csr_matrix((cells["x"].to_numpy().astype(np.float64), (r, c)), shape=(docs.height, len(units)))
+    x = sparse.csr_matrix((cells["x"].to_numpy().astype(np.float64), (r, c)), shape=(examples.height, len(units)))
     lang_index = {lang: i for i, lang in enumerate(lang_list)}
-    y = np.array([lang_index[lang] for lang in docs["lang"].to_list()], dtype=np.int64)
-    return x, y, lang_list, units, docs["doc_id"].to_numpy()
+    y = np.array([lang_index[lang] for lang in examples["lang"].to_list()], dtype=np.int64)
+    return x, y, lang_list, units, examples["doc_id"].to_numpy()
 
 
 def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[int, int]], value: str,
