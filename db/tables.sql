@@ -76,7 +76,7 @@ CREATE TABLE ppl_results (
     model        VARCHAR NOT NULL,
     dataset      VARCHAR NOT NULL,
     split        VARCHAR NOT NULL,
-    intervention VARCHAR NOT NULL,  -- none | sae-features | sae-ablate | neuron
+    intervention VARCHAR NOT NULL,  -- none | sae-features | sae-ablate | neuron | diffmean
     int_lang     VARCHAR,           -- intervened language (canonical tag); NULL for the baseline
     lang         VARCHAR NOT NULL,  -- evaluated language (canonical tag)
     config       VARCHAR NOT NULL,  -- the dataset config / language value as given

@@ -13,6 +13,7 @@ Steps (one function each, every one skipped when its output already exists):
 8. ``generate``  steered generation towards a few languages, judged by fastText;
    ``steer``     DiffMean vectors (set ``demo-diffmean``) and a scored steering sweep over α of SAE-LAPE features,
                  DiffMean and prompting (result ``demo-sweep``);
+   ``ppl_methods`` ΔPPL matrices of the other methods: ν and probe features (α = −0.2·max), DiffMean (α = −1);
 9. ``check``     ``langfeat check`` on a few texts (``<store>/demo/check.json``);
 10. ``report``   the HTML report.
 
@@ -50,6 +51,13 @@ SWEEP_METHODS = ("sae-features", "diffmean", "prompting")
 NU_SET = "demo-nu"  # Deng et al.'s ν over the identification runs, the first NU_TOP SAE features per language
 NU_TOP = 20
 PROBE_RESULTS = {"demo-sae-probe": None, "demo-sae-probe-k2": 2}  # sae-probe results -> features per language
+PROBE_WINDOW = 32  # the probes train on windows of 32 tokens (every 16) of the identification documents
+PROBE_MAX_ITER = 50  # saga epochs: the held-out accuracy of 200 is reached by 50, in a quarter of the time
+PPL_METHOD_RUNS = {  # after the steering step, which makes the DiffMean vectors: the other methods' ΔPPL matrices
+    "demo-ppl-nu": ("sae-features", NU_SET, -0.2, 0.0),
+    "demo-ppl-probe": ("sae-features", "demo-sae-probe", -0.2, 0.0),
+    "demo-ppl-diffmean": ("diffmean", DIFFMEAN_SET, -1.0, 0.0),
+}
 DENSE_RATE = 0.1  # a latent firing on more than this share of held-out tokens counts as dense
 
 
@@ -356,30 +364,37 @@ def nu_probe_step(config: DemoConfig) -> bool:
             local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch, max_length=config.max_length,
             store=config.store, name=name, device=config.device, max_features_per_language=k,
             train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+            probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER,
         ))
         did = True
     return did
 
 
-def ppl_step(config: DemoConfig, progress: Any) -> bool:
-    """ΔPPL (intervened × evaluated language) of the UDHR subset under the three interventions."""
+def ppl_step(config: DemoConfig, progress: Any, runs: dict[str, tuple[str, str, float | None, float]] | None = None
+             ) -> bool:
+    """ΔPPL matrices on the ΔPPL subset, one per entry of ``runs`` (default :data:`PPL_RUNS`): name ->
+    (intervention type, feature or DiffMean set, α, value); the intervened languages are the subset's languages
+    the set covers."""
+    from langfeat import diffmean
     from langfeat.experiments.ppl import run_ppl
     from langfeat.options import PplOptions
 
     did = False
-    for name, (kind, feature_set, multiplier, value) in PPL_RUNS.items():
+    for name, (kind, source, multiplier, value) in (PPL_RUNS if runs is None else runs).items():
         if _has_result(config, "ppl_results", name):
             continue
-        targets = [lang for lang in config.ppl_langs if lang in _set_langs(config, feature_set)]
+        covered = set(diffmean.set_langs(config.store, source)) if kind == "diffmean" else _set_langs(config, source)
+        targets = [lang for lang in config.ppl_langs if lang in covered]
         if not targets:
             continue
         opts = PplOptions(
             model=config.model, dataset=corpus.PLAN["eval"], langs=list(config.ppl_langs), end=config.ppl_docs,
             intervention_type=kind, intervention_langs=targets, multiplier=multiplier, value=value,
-            feature_set=feature_set, local_sae_dir=config.sae_dir if kind.startswith("sae") else None,
+            feature_set=None if kind == "diffmean" else source, diffmean=source if kind == "diffmean" else None,
+            local_sae_dir=config.sae_dir if kind.startswith("sae") else None,
             batch=config.batch, max_length=config.max_length, store=config.store, name=name, device=config.device,
-        ).paper_multiplier()
-        run_ppl(opts, progress)
+        )
+        run_ppl(opts.paper_multiplier(), progress)
         did = True
     return did
 
@@ -404,8 +419,7 @@ def generate_step(config: DemoConfig, progress: Any) -> bool:
 def steer_step(config: DemoConfig, progress: Any) -> bool:
     """DiffMean vectors of the identification runs (every language, ``diffmean_docs`` documents each, the SAE layers)
     and the steering sweep: SAE-LAPE features and DiffMean at each of ``sweep_multipliers`` plus prompting, towards
-    each of ``generate_langs``, every sample judged and scored for fluency. (A DiffMean ΔPPL matrix costs about as
-    much again, so the demo leaves it to ``langfeat ppl --intervention-type diffmean``.)"""
+    each of ``generate_langs``, every sample judged and scored for fluency."""
     from langfeat.diffmean import make_diffmean
     from langfeat.experiments.generate import run_generate
     from langfeat.options import GenerateOptions, Sampling
@@ -533,6 +547,7 @@ def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None
         step("ppl", lambda: ppl_step(config, progress))
         step("generate", lambda: generate_step(config, progress))
         step("steer", lambda: steer_step(config, progress))
+        step("ppl_methods", lambda: ppl_step(config, progress, PPL_METHOD_RUNS))
         check_rows, _ = step("check", lambda: check_step(config))
     t0 = time.time()
     report = report_step(config)

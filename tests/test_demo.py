@@ -22,6 +22,8 @@ from langfeat.demo import (
     NEURON_SET,
     NU_SET,
     NU_TOP,
+    PPL_METHOD_RUNS,
+    PPL_RUNS,
     PROBE_RESULTS,
     SAE_SET,
     SWEEP_RESULT,
@@ -55,7 +57,7 @@ def demo(toy_model_dir, tmp_path_factory):
 def test_every_step_ran_and_the_summary_reads_the_store(demo):
     cfg, s = demo
     assert s.ran == ["train", "sae_stats", "ingest", "identify", "classify", "nu_probe", "ppl", "generate", "steer",
-                     "check"]
+                     "ppl_methods", "check"]
     assert s.report.is_file() and s.report.name == "index.html"
     assert Path(cfg.sae_dir).name == "demo-store-saes"
     with open_store(cfg.store) as st:
@@ -96,6 +98,26 @@ def test_nu_and_probe_steps(demo):
     for name in PROBE_RESULTS:
         assert rows[name]["method"] == "sae-probe" and rows[name]["n_docs"] == n_eval
         assert rows[name]["fasttext_accuracy"] == pytest.approx(fasttext)  # fastText on exactly these texts
+
+
+def test_every_method_has_a_delta_ppl_matrix(demo):
+    """ppl and ppl_methods: one ΔPPL result per method (SAE-LAPE steering and ablation, LAPE neurons, ν features,
+    probe features, DiffMean), each over the ΔPPL languages the method covers, summarised by methods_ppl."""
+    cfg, s = demo
+    names = {**PPL_RUNS, **PPL_METHOD_RUNS}
+    with open_store(cfg.store) as st:
+        got = st.sql("SELECT name, intervention, source, multiplier, list(DISTINCT int_lang ORDER BY int_lang) AS i, "
+                     "list(DISTINCT lang ORDER BY lang) AS e FROM ppl_results WHERE int_lang IS NOT NULL "
+                     "GROUP BY ALL ORDER BY name")
+        summary = st.sql("SELECT method, n_rows FROM methods_ppl")
+    assert set(got["name"]) == set(names)
+    for r in got.iter_rows(named=True):
+        kind, source, multiplier, _value = names[r["name"]]
+        assert (r["intervention"], r["source"]) == (kind, source)
+        if kind in ("sae-ablate", "diffmean"):
+            assert r["multiplier"] == multiplier
+        assert r["e"] == sorted(cfg.ppl_langs) and set(r["i"]) <= set(cfg.ppl_langs)
+    assert summary.height == len(names) and summary["n_rows"].min() >= 1
 
 
 def test_own_vs_other_view_equals_a_recount_from_events(demo):
@@ -141,7 +163,8 @@ def test_steer_step_stores_vectors_ppl_and_a_scored_sweep(demo):
     assert sweep["char_ppl"].null_count() == sweep.filter(pl.col("n_chars") == 0).height
     assert s.steering.equals(best) and s.steering.height == 3 * len(targets)
     assert set(s.methods_ppl["method"]) == {"sae-features demo-sae α=-0.2", "sae-ablate demo-sae α=-1",
-                                            "neuron demo-neurons value=0"}
+                                            "neuron demo-neurons value=0", "sae-features demo-nu α=-0.2",
+                                            "sae-features demo-sae-probe α=-0.2", "diffmean demo-diffmean α=-1"}
     assert s.methods_ppl.columns == ["method", "n_rows", "n_diag_rowmax", "median_diag", "median_offdiag", "ratio"]
 
 
@@ -189,7 +212,7 @@ def test_a_second_run_does_no_work_and_gives_the_same_summary(demo):
     again = run_demo(cfg)
     assert again.ran == []
     assert again.skipped == ["train", "sae_stats", "ingest", "identify", "classify", "nu_probe", "ppl", "generate",
-                             "steer", "check"]
+                             "steer", "ppl_methods", "check"]
     assert {p: p.stat().st_mtime_ns for p in files} == files
     for attr in ("features", "own_vs_other", "lid", "ppl", "switch", "steering", "methods_ppl", "methods_lid"):
         assert getattr(again, attr).equals(getattr(first, attr)), attr
