@@ -38,12 +38,18 @@ OutputOption = Annotated[
 ]
 
 def rich_table(df: pl.DataFrame, title: str | None = None, max_rows: int = 200) -> Table:
-    """A rich table of ``df`` (first ``max_rows`` rows; floats to 4 significant digits)."""
+    """A rich table of ``df`` (first ``max_rows`` rows; floats to 4 significant digits). When the terminal is too
+    narrow, headers and text cells fold onto more lines instead of being cut, and numbers are never split."""
     table = Table(title=title, header_style="bold")
-    for name, dtype in df.schema.items():
-        table.add_column(name, justify="right" if dtype.is_numeric() else "left")
-    for row in df.head(max_rows).iter_rows():
-        table.add_row(*("" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row))
+    cells = [["" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
+             for row in df.head(max_rows).iter_rows()]
+    for i, (name, dtype) in enumerate(df.schema.items()):
+        numeric = dtype.is_numeric()
+        widest = max((len(row[i]) for row in cells), default=0)
+        table.add_column(name, justify="right" if numeric else "left", overflow="fold",
+                         min_width=widest if numeric else None)
+    for row in cells:
+        table.add_row(*row)
     if df.height > max_rows:
         table.caption = f"{max_rows} of {df.height} rows shown; use --format csv/json/parquet for all"
     return table
