@@ -106,6 +106,7 @@ class IngestConfig(ModelSpec, SaeSpec, TextSource, EngineSpec):
     langs: list[str]
     layers: list[str] = field(default_factory=list)
     neurons: bool = False
+    neuron_docs: bool = False  # also store per-document neuron values (neuron_docs; implies neurons)
     batch: int = 16
     max_length: int | None = None
     store: str | None = None
