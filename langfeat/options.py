@@ -139,7 +139,7 @@ class ClassifyOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
     # features kept per language (None: all), the per-document value and the inverse L1 strength
     train_configs: list[str] = field(default_factory=list)
     max_features_per_language: int | None = None
-    probe_value: str = "binary"
+    probe_value: str | None = None  # None: binary (sae-probe), count (neuron-probe)
     probe_c: float = 1.0
 
     def __post_init__(self) -> None:
