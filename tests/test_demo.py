@@ -98,6 +98,22 @@ def test_nu_and_probe_steps(demo):
         assert rows[name]["fasttext_accuracy"] == pytest.approx(fasttext)  # fastText on exactly these texts
 
 
+def test_neuron_probe_step(demo):
+    """The identification runs hold neuron docs; the neuron probe is trained on them and scored on the UDHR runs
+    only, beside fastText on the same texts."""
+    from langfeat.demo import NEURON_PROBE_RESULT
+
+    cfg, s = demo
+    with open_store(cfg.store) as st:
+        ident = st.runs().filter(pl.col("dataset") == corpus.PLAN["identify"])
+        kinds = st.sql("SELECT DISTINCT algorithm, kind FROM feature_sets WHERE name = ?", [NEURON_PROBE_RESULT])
+        scored = st.sql("SELECT DISTINCT run_id FROM classify_docs WHERE name = ?", [NEURON_PROBE_RESULT])
+    assert ident["neuron_docs"].all() and kinds.rows() == [("neuron-probe", "neuron")]
+    assert scored.height and not set(scored["run_id"]) & set(ident["run_id"])
+    row = s.methods_lid.filter(pl.col("feature_set") == NEURON_PROBE_RESULT).row(0, named=True)
+    assert row["method"] == "neuron-probe" and row["fasttext_accuracy"] is not None
+
+
 def test_own_vs_other_view_equals_a_recount_from_events(demo):
     cfg, s = demo
     with open_store(cfg.store) as st:
