@@ -10,6 +10,7 @@ WITH manifests AS (
     SELECT CASE WHEN json_valid(content) THEN json_transform(content, '{
         "run_id": "VARCHAR", "run_num": "INTEGER", "kind": "VARCHAR", "role": "VARCHAR", "status": "VARCHAR",
         "model": "VARCHAR", "model_description": "VARCHAR", "sae_model": "VARCHAR", "neurons": "BOOLEAN",
+        "neuron_docs": "BOOLEAN",
         "dataset": "VARCHAR", "config": "VARCHAR", "split": "VARCHAR", "start": "BIGINT", "end": "BIGINT",
         "text_column": "VARCHAR", "template": "VARCHAR", "source_path": "VARCHAR",
         "lang": "VARCHAR", "lang_name": "VARCHAR",
@@ -23,6 +24,7 @@ WITH manifests AS (
 SELECT
     m.run_id, m.run_num, m.kind, m.status,
     m.model, m.model_description, m.sae_model, m.neurons,
+    coalesce(m.neuron_docs, false) AS neuron_docs,  -- per-document neuron values stored (ingest --neuron-docs)
     m.dataset, m.config, m.split, m."start", m."end", m.text_column, m.template, m.source_path,
     m.lang, m.lang_name,
     m.layers, m.layer_paths, m.sae_layers, m.neuron_layers, m.dtype, m.max_length, m.bos, m.shard_docs,

@@ -1,6 +1,7 @@
 -- Storage schema of langfeat: the columns of each Parquet file in the store.
 -- Files live under <store>/data/run_id=<run_id>/lang=<lang>/<table>/...; run_id and lang are hive
--- partition columns taken from the path (so they are not repeated inside the files), as is layer for events.
+-- partition columns taken from the path (so they are not repeated inside the files), as is layer for events
+-- and neuron_docs.
 -- This file is the single definition of the file schemas: langfeat derives its Arrow writer schemas from it.
 -- A column annotated "-- parquet: float16" is written as Parquet FLOAT16 (DuckDB reads it as FLOAT).
 
@@ -50,6 +51,17 @@ CREATE TABLE neuron_counts (
     act_sum   DOUBLE  NOT NULL,  -- over activations > 0
     act_max   FLOAT   NOT NULL,
     act_min   FLOAT   NOT NULL   -- smallest activation > 0
+);
+
+-- neuron_docs/layer=<layer>/part-<shard>.parquet (only in runs ingested with --neuron-docs): one row per
+-- (document, MLP neuron) with at least one mlp.act_fn output > 0 in the document, over the positions
+-- neuron_counts counts (so tok_count summed over a run's documents is neuron_counts.tok_count).
+-- Sorted by doc_id, neuron within a file.
+CREATE TABLE neuron_docs (
+    doc_id    BIGINT  NOT NULL,
+    neuron    INTEGER NOT NULL,  -- neuron index in the layer's mlp.act_fn output
+    tok_count INTEGER NOT NULL,  -- tokens of the document where the output > 0 (BOS included)
+    act_sum   FLOAT   NOT NULL   -- sum of those outputs
 );
 
 -- sets/name=<name>/features.parquet: a named feature set (the result of `langfeat identify` or an import);

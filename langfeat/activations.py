@@ -7,7 +7,7 @@ counts, and a causal model's real positions never attend to them. The forward st
 module has run. For each hooked MLP the **output** is SAE-encoded (the pairs of sparsify's ``encode``, computed
 by :mod:`langfeat.sae_topk`); an event is a (token, latent) pair of the top-k with activation > 0 (in float16,
 as stored). For ``mlp.act_fn`` modules the positive outputs are aggregated per neuron (no events: they are
-dense).
+dense), and with ``neuron_docs`` also per (document, neuron): the count and the sum of the positive outputs.
 """
 
 from __future__ import annotations
@@ -216,7 +216,10 @@ class Encoder:
     """Encodes batches of token ids: SAE events per layer and running per-unit aggregates.
 
     ``saes`` maps a layer number to its sparsify SAE (for specs without ``neurons``); specs with ``neurons``
-    hook ``mlp.act_fn``. ``neuron_events`` additionally returns neuron activations > 0 as events (in-memory use).
+    hook ``mlp.act_fn``. ``neuron_events`` additionally returns neuron activations > 0 as events (in-memory use);
+    ``neuron_docs`` returns, under key ``('neuron_docs', layer)``, one row per (document, neuron) with an output > 0
+    as :class:`BatchEvents` whose ``pos`` is the count of those tokens and ``act`` their sum (float32), sorted by
+    (document, neuron).
     """
 
     def __init__(
@@ -228,11 +231,13 @@ class Encoder:
         neuron_layers: Sequence[int] = (),
         max_length: int | None = None,
         neuron_events: bool = False,
+        neuron_docs: bool = False,
     ):
         self.model = model
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.neuron_events = neuron_events
+        self.neuron_docs = neuron_docs
         self.device = next(model.parameters()).device
         by_layer = {s.layer: s for s in specs}
         self.sae_layers = sorted(saes)
@@ -313,6 +318,11 @@ class Encoder:
         agg.act_sum += torch.where(positive, a, 0.0).sum((0, 1), dtype=torch.float64)
         agg.act_max = torch.maximum(agg.act_max, torch.where(positive, a, -torch.inf).amax((0, 1)))
         agg.act_min = torch.minimum(agg.act_min, torch.where(positive, a, torch.inf).amin((0, 1)))
+        if self.neuron_docs:  # per (document, neuron) over the same positions: count and sum of the outputs > 0
+            n = positive.sum(1)  # [B, d]
+            b, c = n.nonzero(as_tuple=True)  # row-major: sorted by (document, neuron)
+            s = torch.where(positive, a, 0.0).sum(1, dtype=torch.float64)[b, c].float()
+            ctx["events"][("neuron_docs", layer)] = (b, n[b, c], c, s)
         if self.neuron_events:
             flat = a[valid]
             r, c = (flat > 0).nonzero(as_tuple=True)

@@ -5,10 +5,11 @@ Steps (one function each, every one skipped when its output already exists):
 1. ``model``     assemble and de-quantise the model once (``langfeat.models``), load it;
 2. ``train``     train TopK SAEs on the corpus' training split (``langfeat.train``) into ``<store>-saes/``;
 3. ``sae_stats`` tokens seen, FVU, dead and dense latents per SAE on held-out text (``<store>-saes/sae_stats.json``);
-4. ``ingest``    SAE features and MLP neurons of the identification split into ``<store>/``;
+4. ``ingest``    SAE features and MLP neurons (and per-document neuron values) of the identification split;
 5. ``identify``  SAE-LAPE (set ``demo-sae``) and LAPE (set ``demo-neurons``);
 6. ``classify``  the held-out UDHR texts with every classifier and fastText;
-   ``nu_probe``  ν features (Deng et al.) and the sparse probe (k = all, k = 2) on the same held-out texts;
+   ``nu_probe``  ν features (Deng et al.), the sparse probe (k = all, k = 2) and the neuron probe on the same
+                 held-out texts;
 7. ``ppl``       ΔPPL matrices: SAE steering (α = −0.2·max), true SAE ablation, LAPE neurons = 0;
 8. ``generate``  steered generation towards a few languages, judged by fastText;
    ``steer``     DiffMean vectors (set ``demo-diffmean``) and a scored steering sweep over α of SAE-LAPE features,
@@ -58,6 +59,7 @@ PPL_METHOD_RUNS = {  # after the steering step, which makes the DiffMean vectors
     "demo-ppl-probe": ("sae-features", "demo-sae-probe", -0.2, 0.0),
     "demo-ppl-diffmean": ("diffmean", DIFFMEAN_SET, -1.0, 0.0),
 }
+NEURON_PROBE_RESULT = "demo-neuron-probe"  # neuron-probe over every neuron (k = all)
 DENSE_RATE = 0.1  # a latent firing on more than this share of held-out tokens counts as dense
 
 
@@ -270,7 +272,8 @@ def _complete_runs(config: DemoConfig, dataset: str) -> set[str]:
 
 
 def ingest_step(config: DemoConfig, models: Models) -> bool:
-    """SAE features and neurons of the identification split, one run per language (resumes by itself)."""
+    """SAE features and neurons (with per-document neuron values) of the identification split, one run per
+    language (resumes by itself)."""
     from langfeat.ingest import ingest
     from langfeat.options import IngestConfig
 
@@ -279,8 +282,9 @@ def ingest_step(config: DemoConfig, models: Models) -> bool:
         return False
     model, tokenizer = models.get()
     ingest(IngestConfig(model=config.model, dataset=dataset, langs=list(config.langs), layers=[config.sae_pattern],
-                        local_sae_dir=config.sae_dir, neurons=True, batch=config.batch, max_length=config.max_length,
-                        end=config.identify_docs, store=config.store), model, tokenizer, progress=True)
+                        local_sae_dir=config.sae_dir, neurons=True, neuron_docs=True, batch=config.batch,
+                        max_length=config.max_length, end=config.identify_docs, store=config.store), model, tokenizer,
+           progress=True)
     return True
 
 
@@ -367,7 +371,32 @@ def nu_probe_step(config: DemoConfig) -> bool:
             probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER,
         ))
         did = True
+    did = neuron_probe_step(config) or did
     return did
+
+
+def neuron_probe_step(config: DemoConfig) -> bool:
+    """The neuron probe (k = all, result and set ``demo-neuron-probe``) on the identification runs' neuron docs,
+    scored on the held-out UDHR texts (classify ingests their neuron docs); skipped on a store whose
+    identification runs predate neuron docs."""
+    from langfeat.experiments.classify import classify
+    from langfeat.options import ClassifyOptions
+    from langfeat.store import open_store
+
+    if _has_result(config, "classify_docs", NEURON_PROBE_RESULT):
+        return False
+    with open_store(config.store) as st:
+        have = st.sql("SELECT count(*) AS n FROM runs WHERE status = 'complete' AND neuron_docs AND dataset = ?",
+                      [corpus.PLAN["identify"]])["n"][0]
+    if not have:
+        return False
+    classify(ClassifyOptions(
+        dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="neuron-probe", model=config.model,
+        end=config.eval_docs, batch=config.batch, max_length=config.max_length, store=config.store,
+        name=NEURON_PROBE_RESULT, device=config.device, probe_max_iter=PROBE_MAX_ITER,
+        train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+    ))
+    return True
 
 
 def ppl_step(config: DemoConfig, progress: Any, runs: dict[str, tuple[str, str, float | None, float]] | None = None

@@ -57,6 +57,7 @@ class Plan:
     neuron_layers: list[int]
     neuron_widths: dict[int, int]
     encoder: Encoder
+    neuron_docs: bool = False  # per-document neuron values (neuron_docs) written too
 
     def dims(self) -> dict[tuple[str, int], int]:
         """Units per (unit kind, layer)."""
@@ -107,8 +108,11 @@ def build_plan(
     max_length: int | None = None,
     saes: Mapping[int | str, Any] | None = None,
     neuron_events: bool = False,
+    neuron_docs: bool = False,
 ) -> Plan:
-    """Resolve layers, load and check SAEs (width = hooked output width) and build the encoder."""
+    """Resolve layers, load and check SAEs (width = hooked output width) and build the encoder. ``neuron_docs``
+    implies ``neurons`` (every layer's neurons are counted, per run and per document)."""
+    neurons = neurons or neuron_docs
     specs = parse_option(list(patterns) or default_layers(model))
     if not specs:
         raise UsageError("no layers given: pass --layer 'model.layers.{0..15}.mlp'")
@@ -137,9 +141,11 @@ def build_plan(
                 f"SAE for {spec.hookpoint(prefix)} has width {loaded[spec.layer].d_in} but {spec.mlp_path} outputs "
                 f"{width}: use the SAEs trained for this model"
             )
-    encoder = Encoder(model, tokenizer, specs, loaded, neuron_layers, max_length, neuron_events=neuron_events)
+    encoder = Encoder(model, tokenizer, specs, loaded, neuron_layers, max_length, neuron_events=neuron_events,
+                      neuron_docs=neuron_docs)
     neuron_widths = {s.layer: widths[s.act_fn_path] for s in specs if s.layer in neuron_layers}
-    return Plan(specs=specs, saes=loaded, neuron_layers=neuron_layers, neuron_widths=neuron_widths, encoder=encoder)
+    return Plan(specs=specs, saes=loaded, neuron_layers=neuron_layers, neuron_widths=neuron_widths, encoder=encoder,
+                neuron_docs=neuron_docs)
 
 
 def _manifest(source: datamod.TextSource, config: IngestConfig, plan: Plan, model_name: str) -> RunManifest:
@@ -163,6 +169,7 @@ def _manifest(source: datamod.TextSource, config: IngestConfig, plan: Plan, mode
         sae_layers=sorted(plan.saes),
         neuron_layers=plan.neuron_layers,
         neurons=bool(plan.neuron_layers),
+        neuron_docs=plan.neuron_docs,
         dtype=config.dtype,
         max_length=config.max_length,
         bos=plan.encoder.bos,
@@ -251,6 +258,7 @@ def encode_shard(
     enc = plan.encoder
     token_ids = tokenize(enc.tokenizer, texts, enc.max_length)
     events: SaeEvents = {layer: [] for layer in plan.saes}
+    neuron_docs: SaeEvents = {layer: [] for layer in plan.neuron_layers} if plan.neuron_docs else {}
     with enc.hooked():
         for idx in plan_batches([len(t) for t in token_ids], batch):
             out = enc.encode_batch_async([token_ids[i] for i in idx])
@@ -258,6 +266,8 @@ def encode_shard(
             for (kind, layer), ev in out.items():
                 if kind == "sae":
                     events[layer].append((local, ev))
+                elif kind == "neuron_docs":
+                    neuron_docs[layer].append((local, ev))
             advance(len(idx), sum(len(token_ids[i]) for i in idx))
     advance(sum(1 for t in token_ids if not t), 0)
     lo, hi = run.bounds(shard)
@@ -265,7 +275,7 @@ def encode_shard(
         shard=shard, dataset=run.dataset, base_doc_id=run.base_doc_id,
         rows=np.arange(run.start + lo, run.start + hi, dtype=np.int64),
         n_tokens=np.asarray([len(t) for t in token_ids], dtype=np.int32), texts=texts,
-        token_ids=token_ids, events=events, stats=enc.take_stats(),
+        token_ids=token_ids, events=events, neuron_docs=neuron_docs, stats=enc.take_stats(),
     )
 
 
@@ -279,7 +289,7 @@ def worker_plan(config: IngestConfig) -> Plan:
     """The plan of a Ray worker: the model on ``config.device`` and the SAEs of ``config``, loaded by the worker."""
     model, tokenizer = load_model(config.model, config.gguf_file, config.dtype, config.device)
     return build_plan(model, tokenizer, config.layers, config.sae_model, config.local_sae_dir, config.neurons,
-                      config.max_length)
+                      config.max_length, neuron_docs=config.neuron_docs)
 
 
 def _local_shards(
@@ -355,20 +365,25 @@ def _label(source: datamod.TextSource) -> str:
     return f"{source.lang.tag} {Path(source.path).name if source.path else source.dataset}"
 
 
-def _host_events(events: SaeEvents) -> dict[int, list[tuple]]:
-    """Wait for a shard's event copies and index documents within the shard (runs in a writer thread)."""
+def _host_events(events: SaeEvents, neuron_docs: bool = False) -> dict[int, list[tuple]]:
+    """Wait for a shard's event copies and index documents within the shard (runs in a writer thread): SAE events
+    as (doc, pos, feature, act); ``neuron_docs`` rows as (doc, neuron, tok_count, act_sum)."""
     out: dict[int, list[tuple]] = {}
     for layer, batches in events.items():
         out[layer] = []
         for local, pending in batches:
             ev = pending.result()
-            out[layer].append((local[ev.doc], ev.pos, ev.feature, ev.act))
+            if neuron_docs:  # the encoder's neuron-doc rows: pos = tok_count, feature = neuron, act = act_sum
+                out[layer].append((local[ev.doc], ev.feature, ev.pos, ev.act))
+            else:
+                out[layer].append((local[ev.doc], ev.pos, ev.feature, ev.act))
     return out
 
 
 def finish_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
     """Wait for the shard's events to reach the host, then write its files and marker (a writer thread's job)."""
     data.events = _host_events(data.events)
+    data.neuron_docs = _host_events(data.neuron_docs, neuron_docs=True)
     return write_shard(work, lang, data)
 
 
@@ -435,6 +450,7 @@ def ingest(
     plan = build_plan(
         model, tokenizer, config.layers, config.sae_model if saes is None else None,
         config.local_sae_dir if saes is None else None, config.neurons, config.max_length, saes=saes,
+        neuron_docs=config.neuron_docs,
     )
     return _run_sources(sources, config, plan, model_id(config.model, config.gguf_file), progress)
 
@@ -515,7 +531,8 @@ def ingest_texts(
     if model is None or tokenizer is None:
         model, tokenizer = _load_driver_model(config)
     plan = build_plan(
-        model, tokenizer, config.layers, config.sae_model, config.local_sae_dir, config.neurons, config.max_length
+        model, tokenizer, config.layers, config.sae_model, config.local_sae_dir, config.neurons, config.max_length,
+        neuron_docs=config.neuron_docs,
     )
     return _run_sources([source], config, plan, model_id(config.model, config.gguf_file), progress)[0]
 

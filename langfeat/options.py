@@ -106,6 +106,7 @@ class IngestConfig(ModelSpec, SaeSpec, TextSource, EngineSpec):
     langs: list[str]
     layers: list[str] = field(default_factory=list)
     neurons: bool = False
+    neuron_docs: bool = False  # also store per-document neuron values (neuron_docs; implies neurons)
     batch: int = 16
     max_length: int | None = None
     store: str | None = None
@@ -139,7 +140,7 @@ class ClassifyOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
     # and the training windows (None: whole documents; stride None: half the window)
     train_configs: list[str] = field(default_factory=list)
     max_features_per_language: int | None = None
-    probe_value: str = "count"
+    probe_value: str | None = None  # None: count (sae-probe and neuron-probe)
     probe_c: float = 1.0
     probe_max_iter: int = 200
     probe_window: int | None = None

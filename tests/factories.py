@@ -113,14 +113,17 @@ def add_run(
     layout: Layout, lang: str, dataset: str = "flores", texts: Sequence[str] | None = None,
     events: dict[int, list[Event]] | None = None, status: str = "complete", start: int = 0, neurons: bool = False,
     *, token_ids: Sequence[Sequence[int]] | None = None, neuron_counts: list[CountRow] | None = None,
-    layers: list[int] | None = None, **fields: Any,
+    layers: list[int] | None = None, neuron_docs: dict[int, list[tuple[int, int, int, float]]] | None = None,
+    **fields: Any,
 ) -> dict[str, Any]:
     """A run of documents with their tokens, SAE ``events[layer] = [(doc, pos, feature, act)]`` and the
     ``feature_counts`` aggregated from them.
 
     Documents are ``texts`` (tokens: BOS then one id per character, ``ord(c)``) or ``token_ids`` (texts "x").
     ``neurons=True`` stores the feature counts again as ``neuron_counts``; ``neuron_counts`` gives them
-    explicitly. ``layers`` defaults to the event layers; ``fields`` override the run record (model, sae_model, …).
+    explicitly. ``neuron_docs[layer] = [(doc, neuron, tok_count, act_sum)]`` stores per-document neuron values
+    (the run is then one with neuron docs at those layers). ``layers`` defaults to the event layers; ``fields``
+    override the run record (model, sae_model, …).
     """
     if token_ids is None:
         texts = list(texts or [])
@@ -130,15 +133,24 @@ def add_run(
     events = events or {}
     if neurons and neuron_counts is None:
         neuron_counts = count_rows(events)
+    if neuron_docs:
+        fields = {"neuron_docs": True, "neuron_layers": sorted(neuron_docs), **fields}
     record = run_record(
-        lang, dataset=dataset, start=start, end=start + len(texts), neurons=neuron_counts is not None,
-        layers=layers if layers is not None else sorted(events), **fields,
+        lang, dataset=dataset, start=start, end=start + len(texts),
+        neurons=neuron_counts is not None or bool(neuron_docs),
+        layers=layers if layers is not None else sorted(set(events) | set(neuron_docs or {})), **fields,
     )
     n_tok = [len(t) for t in token_ids]
 
     def tables(run_num: int) -> Tables:
         ids = [doc_id(run_num, start + i) for i in range(len(texts))]
-        return _run_tables(ids, dataset, start, list(texts), token_ids, events, neuron_counts)
+        out = _run_tables(ids, dataset, start, list(texts), token_ids, events, neuron_counts)
+        for layer, rows in (neuron_docs or {}).items():
+            out[f"neuron_docs/layer={layer}"] = {
+                "doc_id": [ids[r[0]] for r in rows], "neuron": [r[1] for r in rows], "tok_count": [r[2] for r in rows],
+                "act_sum": [r[3] for r in rows],
+            }
+        return out
 
     return write_run(layout, record, tables, n_docs=len(texts), n_tokens=sum(n_tok), status=status)
 

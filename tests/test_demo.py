@@ -103,7 +103,7 @@ def test_nu_and_probe_steps(demo):
 def test_every_method_has_a_delta_ppl_matrix(demo):
     """ppl and ppl_methods: one ΔPPL result per method (SAE-LAPE steering and ablation, LAPE neurons, ν features,
     probe features, DiffMean), each over the ΔPPL languages the method covers, summarised by methods_ppl."""
-    cfg, s = demo
+    cfg, _ = demo
     names = {**PPL_RUNS, **PPL_METHOD_RUNS}
     with open_store(cfg.store) as st:
         got = st.sql("SELECT name, intervention, source, multiplier, list(DISTINCT int_lang ORDER BY int_lang) AS i, "
@@ -118,6 +118,22 @@ def test_every_method_has_a_delta_ppl_matrix(demo):
             assert r["multiplier"] == multiplier
         assert r["e"] == sorted(cfg.ppl_langs) and set(r["i"]) <= set(cfg.ppl_langs)
     assert summary.height == len(names) and summary["n_rows"].min() >= 1
+
+
+def test_neuron_probe_step(demo):
+    """The identification runs hold neuron docs; the neuron probe is trained on them and scored on the UDHR runs
+    only, beside fastText on the same texts."""
+    from langfeat.demo import NEURON_PROBE_RESULT
+
+    cfg, s = demo
+    with open_store(cfg.store) as st:
+        ident = st.runs().filter(pl.col("dataset") == corpus.PLAN["identify"])
+        kinds = st.sql("SELECT DISTINCT algorithm, kind FROM feature_sets WHERE name = ?", [NEURON_PROBE_RESULT])
+        scored = st.sql("SELECT DISTINCT run_id FROM classify_docs WHERE name = ?", [NEURON_PROBE_RESULT])
+    assert ident["neuron_docs"].all() and kinds.rows() == [("neuron-probe", "neuron")]
+    assert scored.height and not set(scored["run_id"]) & set(ident["run_id"])
+    row = s.methods_lid.filter(pl.col("feature_set") == NEURON_PROBE_RESULT).row(0, named=True)
+    assert row["method"] == "neuron-probe" and row["fasttext_accuracy"] is not None
 
 
 def test_own_vs_other_view_equals_a_recount_from_events(demo):

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 from conftest import TOY_LAYERS, flores_lines
 from langfeat.cli import app
 from langfeat.ingest import IngestConfig, encode_texts, ingest, ingest_texts
-from langfeat.store import writer
-from langfeat.store.layout import Layout, arrow_schemas
+from langfeat.store import open_store, writer
+from langfeat.store.layout import LAYERED, Layout, arrow_schemas
 
 # mixed scripts and lengths: Thai, Japanese, Hindi, English
 TEXTS = (
@@ -75,8 +75,8 @@ def _store_tables(root: Path) -> dict[str, pl.DataFrame]:
     con = duckdb.connect()
     base = (root / "data").as_posix()
     out = {}
-    for table in ("events", "docs", "tokens", "feature_counts", "neuron_counts"):
-        sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
+    for table in ("events", "docs", "tokens", "feature_counts", "neuron_counts", "neuron_docs"):
+        sub = f"{table}/layer=*/*.parquet" if table in LAYERED else f"{table}/*.parquet"
         files = list((root / "data").glob("run_id=*/lang=*/" + sub))
         if files:
             q = f"SELECT * FROM read_parquet('{base}/run_id=*/lang=*/{sub}', hive_partitioning=true)"
@@ -94,14 +94,15 @@ def _write_txt(path: Path, texts: list[str]) -> None:
 
 @pytest.fixture(scope="module")
 def ingested(toy, tmp_path_factory):
-    """One run over rows [2, 12) of a .txt file (shards of 3 docs, batch 4, SAEs + neurons)."""
+    """One run over rows [2, 12) of a .txt file (shards of 3 docs, batch 4, SAEs + neurons + neuron docs)."""
     model, tokenizer, _ = toy
     tmp = tmp_path_factory.mktemp("ing")
     lines = ["first line, skipped", "second, skipped", *TEXTS, "after the end"]
     _write_txt(tmp / "th.txt", lines)
     cfg = IngestConfig(
         model="toy", dataset=str(tmp / "{lang}.txt"), langs=["th"], layers=LAYERS, start=2, end=2 + len(TEXTS),
-        local_sae_dir=str(tmp_path_factory.getbasetemp() / "toy_saes0"), neurons=True, batch=4, shard_docs=3,
+        local_sae_dir=str(tmp_path_factory.getbasetemp() / "toy_saes0"), neurons=True, neuron_docs=True, batch=4,
+        shard_docs=3,
         store=str(tmp / "store"), device="cpu",
     )
     manifests = ingest(cfg, model=model, tokenizer=tokenizer, progress=False)
@@ -171,9 +172,66 @@ def test_ingest_store_matches_hand(toy, ingested):
     import pyarrow.parquet as pq
 
     for table in tables:
-        sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
+        sub = f"{table}/layer=*/*.parquet" if table in LAYERED else f"{table}/*.parquet"
         for path in Path(cfg.store).glob("data/*/*/" + sub):
             assert pq.read_schema(path).remove_metadata() == arrow_schemas()[table], (table, path)
+
+
+def test_neuron_docs_match_hand(toy, ingested):
+    """neuron_docs = per (document, layer, neuron) the count and the sum of the act_fn outputs > 0 of a plain hook,
+    one text at a time; summed over documents they are neuron_counts."""
+    model, tokenizer, saes = toy
+    cfg, (m,), tables, _ = ingested
+    assert m["neuron_docs"] is True and m["neurons"] is True
+    _, want_nr, _ = hand(model, tokenizer, saes, TEXTS)
+    want = want_nr.group_by("doc", "layer", "feature").agg(
+        tok_count=pl.len(), act_sum=pl.col("act").cast(pl.Float64).sum()).sort("layer", "doc", "feature")
+    got = tables["neuron_docs"].with_columns(doc=(pl.col("doc_id") - (m["run_num"] << 40) - 2).cast(pl.Int32),
+                                             layer=pl.col("layer").cast(pl.Int32)).sort("layer", "doc", "neuron")
+    assert got["layer"].to_list() == want["layer"].to_list()
+    assert got["doc"].to_list() == want["doc"].to_list()
+    assert got["neuron"].to_list() == want["feature"].to_list()
+    assert got["tok_count"].to_list() == want["tok_count"].to_list()
+    np.testing.assert_allclose(got["act_sum"], want["act_sum"], rtol=1e-4, atol=1e-6)
+    assert (got["tok_count"] > 0).all() and got["doc"].n_unique() == len(TEXTS)  # "" is BOS alone
+    # the per-run aggregates over exactly the same positions
+    nc = tables["neuron_counts"].sort("layer", "neuron")
+    per_unit = got.group_by("layer", "neuron").agg(pl.col("tok_count").sum(), doc_count=pl.len(),
+                                                   act_sum=pl.col("act_sum").cast(pl.Float64).sum())
+    per_unit = per_unit.sort("layer", "neuron")
+    assert per_unit["tok_count"].to_list() == nc["tok_count"].to_list()
+    assert per_unit["doc_count"].to_list() == nc["doc_count"].to_list()
+    np.testing.assert_allclose(per_unit["act_sum"], nc["act_sum"], rtol=1e-5)
+    for path in Path(cfg.store).glob("data/*/*/neuron_docs/layer=*/*.parquet"):
+        part = pl.read_parquet(path)
+        assert part.equals(part.sort(["doc_id", "neuron"]))
+    with open_store(cfg.store) as st:  # the source view and the manifest column
+        view = st.sql("SELECT layer, doc_id, neuron, tok_count FROM neuron_docs ORDER BY layer, doc_id, neuron")
+        assert view["tok_count"].to_list() == got["tok_count"].to_list()
+        assert st.sql("SELECT neuron_docs FROM runs")["neuron_docs"].to_list() == [True]
+
+
+def test_neuron_docs_keep_run_ids_and_imply_neurons(toy, toy_sae_dir, tmp_path):
+    """A run without neuron docs keeps the id it always had; --neuron-docs alone counts the neurons too and is
+    a run of its own."""
+    from langfeat.store.runs import IDENTITY_KEYS, run_id_for
+
+    model, tokenizer, _ = toy
+    record = {"model": "m", "dataset": "d", "config": "c", "layers": [0], "neurons": True}
+    payload = json.dumps({k: record.get(k) for k in IDENTITY_KEYS}, sort_keys=True, default=str)
+    import hashlib
+
+    assert run_id_for(record) == hashlib.sha256(payload.encode()).hexdigest()[:12]
+    assert run_id_for(dict(record, neuron_docs=False)) == run_id_for(record)
+    assert run_id_for(dict(record, neuron_docs=True)) != run_id_for(record)
+    _write_txt(tmp_path / "de.txt", flores_lines("deu_Latn", 3))
+    cfg = IngestConfig(model="toy", dataset=str(tmp_path / "{lang}.txt"), langs=["de"], layers=["model.layers.1.mlp"],
+                       neuron_docs=True, store=str(tmp_path / "s"), device="cpu")
+    (m,) = ingest(cfg, model=model, tokenizer=tokenizer, progress=False)
+    assert m["neurons"] is True and m["neuron_docs"] is True and m["neuron_layers"] == [1] and not m["sae_layers"]
+    tables = _store_tables(tmp_path / "s")
+    assert tables["events"].height == 0 and tables["neuron_docs"]["layer"].unique().to_list() == [1]
+    assert tables["neuron_docs"]["tok_count"].sum() == tables["neuron_counts"]["tok_count"].sum()
 
 
 def test_rerun_skips_and_overwrite_replaces(toy, ingested):
@@ -196,7 +254,8 @@ def test_resume_after_interruption_is_identical(toy, toy_sae_dir, tmp_path, monk
     def cfg(store):
         return IngestConfig(
             model="toy", dataset=str(tmp_path / "{lang}.txt"), langs=["hi"], layers=LAYERS,
-            local_sae_dir=str(toy_sae_dir), neurons=True, batch=3, shard_docs=2, store=str(tmp_path / store),
+            local_sae_dir=str(toy_sae_dir), neurons=True, neuron_docs=True, batch=3, shard_docs=2,
+            store=str(tmp_path / store),
             device="cpu",
         )
 

@@ -22,7 +22,7 @@ from langfeat.cli import app
 from langfeat.errors import StoreError, UsageError
 from langfeat.ingest import IngestConfig, ingest
 from langfeat.store import writer
-from langfeat.store.layout import TABLES, Layout
+from langfeat.store.layout import LAYERED, TABLES, Layout
 
 LAYERS = "model.layers.{0..3}.mlp"
 LANGS = {"hi": "hin_Deva", "ja": "jpn_Jpan"}
@@ -50,15 +50,15 @@ def corpus(tmp_path_factory) -> Path:
 def _config(corpus: Path, toy_model_dir: Path, toy_sae_dir: Path, store: Path, **engine) -> IngestConfig:
     return IngestConfig(
         model=str(toy_model_dir), dataset=str(corpus / "{lang}.txt"), langs=list(LANGS), layers=[LAYERS],
-        local_sae_dir=str(toy_sae_dir), neurons=True, batch=3, shard_docs=2, store=str(store), device="cpu",
-        **engine,
+        local_sae_dir=str(toy_sae_dir), neurons=True, neuron_docs=True, batch=3, shard_docs=2, store=str(store),
+        device="cpu", **engine,
     )
 
 
 def _args(cfg: IngestConfig) -> list[str]:
     return ["ingest", cfg.model, cfg.dataset, "--lang", *cfg.langs, "--layer", LAYERS, "--local-sae-dir",
-            cfg.local_sae_dir, "--neurons", "--batch", "3", "--shard-docs", "2", "--store", cfg.store, "--device",
-            "cpu", "--no-progress"]
+            cfg.local_sae_dir, "--neurons", "--neuron-docs", "--batch", "3", "--shard-docs", "2", "--store", cfg.store,
+            "--device", "cpu", "--no-progress"]
 
 
 def _tables(root: Path) -> dict[str, pl.DataFrame]:
@@ -66,7 +66,7 @@ def _tables(root: Path) -> dict[str, pl.DataFrame]:
     con = duckdb.connect()
     out = {}
     for table in TABLES:
-        sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
+        sub = f"{table}/layer=*/*.parquet" if table in LAYERED else f"{table}/*.parquet"
         glob = f"{(root / 'data').as_posix()}/run_id=*/lang=*/{sub}"
         frame = con.sql(f"SELECT * FROM read_parquet('{glob}', hive_partitioning=true)").pl()
         out[table] = frame.sort(frame.columns)
@@ -132,8 +132,8 @@ import sys
 from langfeat.ingest import IngestConfig, ingest
 store, dataset, model, saes, address = sys.argv[1:]
 ingest(IngestConfig(model=model, dataset=dataset, langs=["hi", "ja"], layers=["model.layers.{0..3}.mlp"],
-                    local_sae_dir=saes, neurons=True, batch=3, shard_docs=2, store=store, device="cpu",
-                    engine="ray", ray_address=address, workers=2), progress=False)
+                    local_sae_dir=saes, neurons=True, neuron_docs=True, batch=3, shard_docs=2, store=store,
+                    device="cpu", engine="ray", ray_address=address, workers=2), progress=False)
 """
 
 

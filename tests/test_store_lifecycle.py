@@ -30,9 +30,10 @@ from langfeat.store.verify import verify_store
 
 N_DOCS = 7  # shards of 2 documents: 4 shards, the last one short
 REPO = Path(__file__).resolve().parents[1]
-TABLES = ("docs", "tokens", "events", "feature_counts", "neuron_counts")
+TABLES = ("docs", "tokens", "events", "feature_counts", "neuron_counts", "neuron_docs")
 SORT = {"docs": ["doc_id"], "tokens": ["doc_id", "pos"], "events": ["layer", "doc_id", "pos", "feature"],
-        "feature_counts": ["layer", "feature"], "neuron_counts": ["layer", "neuron"]}
+        "feature_counts": ["layer", "feature"], "neuron_counts": ["layer", "neuron"],
+        "neuron_docs": ["layer", "doc_id", "neuron"]}
 
 
 @pytest.fixture(scope="module")
@@ -45,8 +46,8 @@ def corpus(tmp_path_factory) -> Path:
 
 def ingest_args(toy_model_dir: Path, toy_sae_dir: Path, corpus: Path, store: Path, lang: str = "hi") -> list[str]:
     return ["ingest", str(toy_model_dir), str(corpus / "{lang}.txt"), "--lang", lang, "--layer",
-            "model.layers.{0..3}.mlp", "--local-sae-dir", str(toy_sae_dir), "--neurons", "--store", str(store),
-            "--device", "cpu", "--shard-docs", "2", "--batch", "2", "--no-progress"]
+            "model.layers.{0..3}.mlp", "--local-sae-dir", str(toy_sae_dir), "--neurons", "--neuron-docs", "--store",
+            str(store), "--device", "cpu", "--shard-docs", "2", "--batch", "2", "--no-progress"]
 
 
 def start(args: list[str], fault: str | None = None) -> subprocess.Popen:

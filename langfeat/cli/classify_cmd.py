@@ -72,23 +72,26 @@ def classify_command(
     text_column: TextColumn = None,
     classifier: Annotated[str, typer.Option(
         "--classifier-type", help=CLASSIFIER_HELP + " | sae-probe (an L1 logistic-regression probe trained on the "
-                                                    "identification runs) | neuron-count | fasttext; the paper's "
-                                                    "script defaulted to sae-min-max.")] = C.classifier,
+                                                    "identification runs) | neuron-probe (the same over MLP "
+                                                    "neurons; runs ingested with --neuron-docs) | neuron-count | "
+                                                    "fasttext; the paper's script defaulted to sae-min-max.")
+    ] = C.classifier,
     train_configs: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
-        help="sae-probe: identification runs to train on, as DATASET:CONFIG (bracex); default: every "
-             "identification run of the model and SAE.")] = None,
+        help="sae-probe / neuron-probe: identification runs to train on, as DATASET:CONFIG (bracex); default: "
+             "every identification run of the model and SAE (neuron-probe: with neuron docs).")] = None,
     max_features_per_language: Annotated[Optional[str], typer.Option(  # noqa: UP045
-        help="sae-probe: keep the k features per language of largest mean difference (SAEBench k-sparse "
-             "probing), e.g. 1, 2, 5; 'all' (default) fits on every feature.")] = None,
-    probe_value: Annotated[str, typer.Option(
-        help="sae-probe: per-document value of a feature: count (ln(1 + firings), default) | binary (1 if it "
-             "fired) | max (largest activation)."
+        help="sae-probe / neuron-probe: keep the k features (neurons) per language of largest mean difference "
+             "(SAEBench k-sparse probing), e.g. 1, 2, 5; 'all' (default) fits on every one.")] = None,
+    probe_value: Annotated[Optional[str], typer.Option(  # noqa: UP045
+        help="sae-probe: per-example value of a feature: count (ln(1 + firings); the default) | binary (1 if it "
+             "fired) | max (largest activation). neuron-probe: count (ln(1 + tokens with output > 0); the "
+             "default) | mean (positive outputs summed / tokens) | binary."
     )] = C.probe_value,
     probe_c: Annotated[float, typer.Option(
-        help="sae-probe: inverse L1 regularisation strength C (smaller: fewer features).")] = C.probe_c,
+        help="sae-probe / neuron-probe: inverse L1 regularisation strength C (smaller: fewer units).")] = C.probe_c,
     probe_max_iter: Annotated[int, typer.Option(
-        help="sae-probe: at most this many epochs of the saga solver (fewer: a faster, less sparse fit).")
-    ] = C.probe_max_iter,
+        help="sae-probe / neuron-probe: at most this many epochs of the saga solver (fewer: a faster, less sparse "
+             "fit).")] = C.probe_max_iter,
     probe_window: Annotated[Optional[int], typer.Option(  # noqa: UP045
         help="sae-probe: train on windows of N tokens of the training documents (every --probe-stride tokens) "
              "instead of whole documents, e.g. 32 when the scored texts are short; default: whole documents.")] = None,

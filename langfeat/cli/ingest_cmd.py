@@ -51,6 +51,10 @@ def ingest_command(
     local_sae_dir: LocalSaeDir = None,
     neurons: Annotated[bool, typer.Option("--neurons", help="Also (or, without SAEs, only) count the mlp.act_fn "
                                                            "neurons.")] = C.neurons,
+    neuron_docs: Annotated[bool, typer.Option(
+        "--neuron-docs", help="Also store per-document neuron values (table neuron_docs: positive tokens and their "
+                              "sum per document and neuron), which classify --classifier-type neuron-probe trains "
+                              "on; implies --neurons.")] = C.neuron_docs,
     batch: Annotated[int, typer.Option(
         help="Documents per forward pass (the paper's --batch was tokens per SAE encode call; any value of it "
              "gives the same counts).")] = C.batch,

@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Optional
 
 import typer
 from rich.table import Table
+from rich.text import Text
 
 from langfeat.errors import UsageError
 
@@ -39,14 +40,14 @@ OutputOption = Annotated[
 
 def rich_table(df: pl.DataFrame, title: str | None = None, max_rows: int = 200) -> Table:
     """A rich table of ``df`` (first ``max_rows`` rows; floats to 4 significant digits). When the terminal is too
-    narrow, headers and text cells fold onto more lines instead of being cut, and numbers are never split."""
+    narrow, headers fold onto more lines instead of being cut, numbers are never cut, text cells wrap at spaces."""
     table = Table(title=title, header_style="bold")
     cells = [["" if v is None else f"{v:.4g}" if isinstance(v, float) else str(v) for v in row]
              for row in df.head(max_rows).iter_rows()]
     for i, (name, dtype) in enumerate(df.schema.items()):
         numeric = dtype.is_numeric()
         widest = max((len(row[i]) for row in cells), default=0)
-        table.add_column(name, justify="right" if numeric else "left", overflow="fold",
+        table.add_column(Text(name, overflow="fold"), justify="right" if numeric else "left",
                          min_width=widest if numeric else None)
     for row in cells:
         table.add_row(*row)

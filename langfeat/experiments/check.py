@@ -29,7 +29,8 @@ from langfeat.models import base_prefix, load_model, load_saes
 from langfeat.options import CheckOptions
 from langfeat.store.layout import sql_text
 
-VOTE_SQL = ("classify/01_probe_value.sql", "classify/10_classify_votes.sql", "classify/20_classify_predictions.sql")
+VOTE_SQL = ("classify/01_probe_value.sql", "classify/04_probe_neuron_value.sql", "classify/10_classify_votes.sql",
+            "classify/20_classify_predictions.sql")
 _RUN = "memory"
 
 
@@ -82,6 +83,10 @@ def score_events(events: pl.DataFrame, units: pl.DataFrame, cand: pl.DataFrame, 
                                        value=pl.lit(None, pl.String)),
         "classify_scores": pl.DataFrame(schema={"name": pl.String, "doc": pl.Int32, "lang": pl.String,
                                                 "score": pl.Float64}),
+        # the neuron probe's inputs (no rows: check votes with SAE features)
+        "docs": pl.DataFrame(schema={"run_id": pl.String, "doc_id": pl.Int64, "n_tokens": pl.Int32}),
+        "neuron_docs": pl.DataFrame(schema={"run_id": pl.String, "doc_id": pl.Int64, "layer": pl.Int32,
+                                            "neuron": pl.Int32, "tok_count": pl.Int32, "act_sum": pl.Float32}),
     }
     with duckdb.connect(":memory:") as con:
         for name, frame in tables.items():

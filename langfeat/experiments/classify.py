@@ -13,6 +13,8 @@ the units; ``classify_predictions`` takes the argmax (ties and all-zero scores: 
 * ``sae-norm``: ``sae-count`` divided by the size of the language's feature set.
 * ``sae-probe``: an L1 multinomial logistic regression over per-document feature values, fit on identification
   runs and scored on the evaluated (held-out) runs in SQL (``langfeat.experiments.probe``).
+* ``neuron-probe``: the same probe over per-document MLP-neuron values (``neuron_docs``: runs ingested with
+  ``--neuron-docs``), scored in SQL too.
 * ``neuron-count``: (token, neuron) pairs with ``mlp.act_fn`` output > 0 among the language's neurons, counted by
   forward hooks (neuron activations are dense and not stored), kept in ``classify_scores``.
 * ``fasttext``: lid.176 probabilities restricted to the evaluated languages, kept in ``classify_scores``.
@@ -36,7 +38,7 @@ from langfeat.models import base_prefix, check_sae_source, load_model, model_id,
 from langfeat.options import ClassifyOptions, stored
 from langfeat.store.runs import ORIGIN_KEY
 
-CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "sae-probe", "neuron-count", "fasttext")
+CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "sae-probe", "neuron-probe", "neuron-count", "fasttext")
 SAE_CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm")
 UNKNOWN = "unknown"
 # written in this order: classify_docs last, so a result is listed only once all of its parts exist
@@ -55,15 +57,18 @@ def check_options(opts: ClassifyOptions) -> None:
         raise UsageError(f"--batch {opts.batch} is not positive: pass a batch size >= 1")
     check_sae_source(opts.sae_model, opts.local_sae_dir)
     source = FeatureSource.of(opts)
-    if opts.classifier == "sae-probe":
-        from langfeat.experiments import probe
+    from langfeat.experiments import probe
 
+    if opts.classifier in probe.PROBE_CLASSIFIERS:
         if source.given:
-            raise UsageError("--classifier-type sae-probe chooses its own features: drop --feature-set/"
+            raise UsageError(f"--classifier-type {opts.classifier} chooses its own features: drop --feature-set/"
                              "--lape-result-path (pass --max-features-per-language to keep k per language)")
         probe.check_k(opts.max_features_per_language)
-        probe.check_value(opts.probe_value)
+        probe.check_value(opts.probe_value, probe.KINDS[opts.classifier])
         probe.check_window(opts.probe_window, opts.probe_stride)
+        if opts.probe_window is not None and opts.classifier != "sae-probe":
+            raise UsageError("--probe-window / --probe-stride apply to sae-probe only (neuron docs hold whole "
+                             "documents): drop them")
         if not (opts.probe_c > 0 and np.isfinite(opts.probe_c)):
             raise UsageError(f"--probe-c {opts.probe_c} must be a positive number (the inverse L1 strength)")
         if isinstance(opts.probe_max_iter, bool) or not isinstance(opts.probe_max_iter, int) or opts.probe_max_iter < 1:
@@ -73,7 +78,7 @@ def check_options(opts: ClassifyOptions) -> None:
     if (opts.train_configs or opts.max_features_per_language is not None or opts.probe_window is not None
             or opts.probe_stride is not None):
         raise UsageError("--train-configs / --max-features-per-language / --probe-window / --probe-stride apply to "
-                         "--classifier-type sae-probe only")
+                         "--classifier-type sae-probe / neuron-probe only")
     if opts.classifier == "fasttext":
         if opts.feature_set or opts.lape_result_path:
             raise UsageError("--classifier-type fasttext uses no feature set: drop --feature-set/--lape-result-path")
@@ -131,29 +136,32 @@ def check_minmax(units: pl.DataFrame) -> None:
 # runs holding the documents (SAE classifiers)
 
 
-def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[int], opts: ClassifyOptions
-             ) -> dict[str, Any] | None:
-    """The newest complete SAE run of exactly ``source``'s rows whose SAE layers cover ``layers``.
+def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[int], opts: ClassifyOptions,
+             kind: str = "sae") -> dict[str, Any] | None:
+    """The newest complete SAE run of exactly ``source``'s rows whose SAE layers cover ``layers`` (``kind``
+    neuron: a run with neuron docs whose neuron layers cover them).
 
     ``--model`` / SAE options narrow the match when given; several (model, SAE) pairs matching is an error.
     """
     want_model = set(model_names(opts.model, opts.gguf_file)) if opts.model else None
-    want_sae = sae_id(opts.sae_model, opts.local_sae_dir)
+    want_sae = sae_id(opts.sae_model, opts.local_sae_dir) if kind == "sae" else None
+    unit_layers = "sae_layers" if kind == "sae" else "neuron_layers"
     hits = []
     for m in manifests:
         same_rows = (
-            m.get("status") == "complete" and m.get(ORIGIN_KEY) == "ingest" and m.get("sae_model")
+            m.get("status") == "complete" and m.get(ORIGIN_KEY) == "ingest"
+            and (m.get("sae_model") if kind == "sae" else m.get("neuron_docs"))
             and m.get("dataset") == source.dataset and m.get("config") == source.config
             and m.get("split") == source.split and m.get("start") == source.start and m.get("end") == source.end
             and m.get("template") == source.template and m.get("max_length") == opts.max_length
             and m.get("dtype") == opts.dtype
         )
-        if not same_rows or not set(layers) <= set(m.get("sae_layers") or m.get("layers") or []):
+        if not same_rows or not set(layers) <= set(m.get(unit_layers) or m.get("layers") or []):
             continue
         if (want_model and m.get("model") not in want_model) or (want_sae and m.get("sae_model") != want_sae):
             continue
         hits.append(m)
-    pairs = {(m["model"], m["sae_model"]) for m in hits}
+    pairs = {(m["model"], m["sae_model"] if kind == "sae" else "neurons") for m in hits}
     if len(pairs) > 1:
         listed = "; ".join(f"{a} + {b}" for a, b in sorted(pairs))
         raise UsageError(f"runs of several models/SAEs cover {source.config} ({listed}): pass --model and "
@@ -161,9 +169,10 @@ def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[
     return max(hits, key=lambda m: m.get("run_num", 0)) if hits else None
 
 
-def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[int], log: Callable[[str], None]
-                ) -> list[dict[str, Any]]:
-    """One complete run per source covering ``layers``: re-used from the store, or ingested now."""
+def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[int], log: Callable[[str], None],
+                kind: str = "sae") -> list[dict[str, Any]]:
+    """One complete run per source covering ``layers``: re-used from the store, or ingested now (``kind`` neuron:
+    runs with neuron docs, ingested with the model's neurons only)."""
     from langfeat.ingest import IngestConfig, ingest
     from langfeat.store import ensure_store
     from langfeat.store.layout import Layout
@@ -171,13 +180,18 @@ def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[
 
     layout: Layout = ensure_store(opts.store)
     manifests = all_manifests(layout)
-    found = [find_run(manifests, s, layers, opts) for s in sources]
+    found = [find_run(manifests, s, layers, opts, kind) for s in sources]
     missing = [s for s, m in zip(sources, found, strict=True) if m is None]
     for s, m in zip(sources, found, strict=True):
         if m is not None:
             log(f"{s.lang.tag}: re-using run {m['run_id']} ({m.get('n_docs')} docs)")
     if missing:
-        if opts.model is None or sae_id(opts.sae_model, opts.local_sae_dir) is None:
+        if kind == "neuron" and opts.model is None:
+            raise UsageError(
+                f"no run with neuron docs covers {missing[0].config} of {missing[0].dataset} at layers "
+                f"{list(layers)}: pass --model to ingest it"
+            )
+        if kind == "sae" and (opts.model is None or sae_id(opts.sae_model, opts.local_sae_dir) is None):
             raise UsageError(
                 f"no ingested run covers {missing[0].config} of {missing[0].dataset} at layers {list(layers)}: "
                 "pass --model and --sae-model/--local-sae-dir to ingest it"
@@ -187,7 +201,8 @@ def ensure_runs(opts: ClassifyOptions, sources: Sequence[Any], layers: Sequence[
         config = IngestConfig(
             model=opts.model, dataset=opts.dataset, langs=[s.config for s in missing],
             layers=[mlp_path(prefix, n) for n in layers], split=opts.split,
-            start=opts.start, end=opts.end, sae_model=opts.sae_model, local_sae_dir=opts.local_sae_dir,
+            start=opts.start, end=opts.end, sae_model=opts.sae_model if kind == "sae" else None,
+            local_sae_dir=opts.local_sae_dir if kind == "sae" else None, neuron_docs=kind == "neuron",
             batch=opts.batch, max_length=opts.max_length, dtype=opts.dtype, device=opts.device,
             template=opts.template, text_column=opts.text_column, gguf_file=opts.gguf_file, store=opts.store,
             role="eval",  # evaluation texts: identify never merges them unless asked
@@ -280,7 +295,7 @@ def default_name(opts: ClassifyOptions) -> str:
     """A readable result name when --name is not given."""
     path = Path(opts.dataset.replace("{lang}", ""))
     data = path.name.split(".")[0].strip("_-") or path.parent.name or "data"
-    if opts.classifier == "sae-probe":
+    if opts.classifier in ("sae-probe", "neuron-probe"):
         k = opts.max_features_per_language
         used = f"k{k}" if k is not None else "all"
     else:
@@ -367,7 +382,7 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
         model_path = opts.fasttext_model or str(lid.default_model_path())
         scores = scores_frame(lid.probabilities(texts, cand["lang"].to_list(), model_path), cand["lang"].to_list())
         params["fasttext_model"] = str(Path(model_path).expanduser().resolve())
-    elif opts.classifier == "sae-probe":
+    elif opts.classifier in ("sae-probe", "neuron-probe"):
         docs, units, cand, layers, probe_set, probe_params = _probe(opts, sources, name, log)
         params.update(probe_params)
     else:
@@ -409,10 +424,11 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
     layout = ensure_store(opts.store)
     docs = docs.with_columns(dataset=pl.lit(sources[0].dataset, pl.String), feature_set=pl.lit(used_set, pl.String))
     parts = {"classify_units": units, "classify_langs": cand, "classify_scores": scores, "classify_docs": docs}
-    if opts.classifier == "sae-probe":
+    if opts.classifier in ("sae-probe", "neuron-probe"):
         from langfeat.formats.paper import write_feature_set
 
-        write_feature_set(layout, name, probe_set, {**params, "algorithm": "sae-probe", "kind": "sae",
+        kind = "sae" if opts.classifier == "sae-probe" else "neuron"
+        write_feature_set(layout, name, probe_set, {**params, "algorithm": opts.classifier, "kind": kind,
                                                      "classify_result": name}, overwrite=True)
     for table in TABLES:
         write_result(layout, table, name, parts[table], params if table == "classify_docs" else None)
@@ -421,52 +437,87 @@ def classify(opts: ClassifyOptions, progress: Any = None, log: Callable[[str], N
 
 def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callable[[str], None]
            ) -> tuple[pl.DataFrame, pl.DataFrame, pl.DataFrame, list[int], pl.DataFrame, dict[str, Any]]:
-    """sae-probe: fit on the identification runs, check the evaluated runs are disjoint from them; returns
-    (classify_docs, classify_units, classify_langs, layers, the feature set, params)."""
+    """sae-probe / neuron-probe: fit on the identification runs, check the evaluated runs are disjoint from them;
+    returns (classify_docs, classify_units, classify_langs, layers, the feature set, params)."""
     from langfeat import stats
     from langfeat.experiments import probe
     from langfeat.store import open_store
 
-    want_sae = sae_id(opts.sae_model, opts.local_sae_dir)
+    kind = probe.KINDS[opts.classifier]
+    value = probe.check_value(opts.probe_value, kind)
+    want_sae = sae_id(opts.sae_model, opts.local_sae_dir) if kind == "sae" else None
     with open_store(opts.store) as store:
-        other = store.sql("SELECT DISTINCT algorithm FROM feature_sets WHERE name = ? AND algorithm <> 'sae-probe'",
-                          [name])
+        other = store.sql("SELECT DISTINCT algorithm FROM feature_sets WHERE name = ? AND algorithm <> ?",
+                          [name, opts.classifier])
         if other.height:
             raise UsageError(f"feature set {name!r} exists ({other['algorithm'][0]}) and the probe stores its "
                              "features under the result name: pick another --name")
+        if kind == "neuron":
+            _check_neuron_docs(store)
         layer_list = _layer_numbers(opts.layers)
         train = stats.select_runs(store, model=opts.model, sae_model=want_sae,
-                                  dataset_configs=opts.train_configs or None, layers=layer_list, kind="sae",
+                                  dataset_configs=opts.train_configs or None, layers=layer_list, kind=kind,
                                   role="identify")
-        layers = layer_list or stats.common_layers(train, "sae")
+        if kind == "neuron":
+            train = _with_neuron_docs(train, bool(opts.train_configs), log)
+        layers = layer_list or stats.common_layers(train, kind)
         if not layers:
-            raise UsageError("the training runs share no SAE layer: pass --layer")
-    manifests = ensure_runs(opts, sources, layers, log)
+            raise UsageError(f"the training runs share no {'SAE' if kind == 'sae' else 'neuron'} layer: pass --layer")
+    manifests = ensure_runs(opts, sources, layers, log, kind)
     train_ids = train["run_id"].to_list()
     shared = sorted({m["run_id"] for m in manifests} & set(train_ids))
     if shared:
         raise UsageError(f"the evaluated texts are in training run {shared[0]}: evaluate on other texts, or narrow "
                          "the training runs with --train-configs")
     with open_store(opts.store) as store:
-        x, y, lang_list, units, train_docs = probe.training_matrix(store, train_ids, layers, opts.probe_value,
-                                                                   opts.max_features_per_language,
-                                                                   opts.probe_window, opts.probe_stride)
+        x, y, lang_list, units, train_docs = probe.matrix(kind, store, train_ids, layers, value,
+                                                          opts.max_features_per_language, opts.probe_window,
+                                                          opts.probe_stride)
         docs = _docs_from_runs(store, sources, manifests, opts.classifier)
     overlap = set(docs["doc_id"].to_list()) & set(train_docs.tolist())
     if overlap:  # doc ids carry their run's number: only possible if a run were both
         raise UsageError(f"document {min(overlap)} is both a training and an evaluated document: evaluate on "
                          "other runs")
     what = "documents" if opts.probe_window is None else f"windows of {opts.probe_window} tokens"
-    log(f"sae-probe: fitting on {x.shape[0]} {what} of {len(train_ids)} runs, {x.shape[1]} features")
-    fitted = probe.fit(x, y, lang_list, units, opts.probe_value, opts.probe_c, opts.probe_max_iter)
+    unit_word = "features" if kind == "sae" else "neurons"
+    log(f"{opts.classifier}: fitting on {x.shape[0]} {what} of {len(train_ids)} runs, {x.shape[1]} {unit_word}")
+    fitted = probe.fit(x, y, lang_list, units, value, opts.probe_c, opts.probe_max_iter, kind=kind)
     with open_store(opts.store) as store:
-        unit_stats = store.sql("SELECT * FROM probe_unit_stats('sae', ?, layers := ?)", [train_ids, list(layers)])
+        unit_stats = store.sql("SELECT * FROM probe_unit_stats(?, ?, layers := ?)", [kind, train_ids, list(layers)])
     params = {"train_runs": train_ids, "n_train_docs": len(set(train_docs.tolist())),
               "n_train_examples": int(x.shape[0]), "n_candidate_features": int(x.shape[1]),
               "intercepts": dict(zip(fitted.langs, fitted.intercept.tolist(), strict=True)),
               "runs": [m["run_id"] for m in manifests], "model": manifests[0].get("model"),
-              "sae_model": manifests[0].get("sae_model"), "feature_set": name}
+              "sae_model": manifests[0].get("sae_model") if kind == "sae" else None, "feature_set": name,
+              "probe_value": value}
     return docs, fitted.units_frame(), fitted.langs_frame(), list(layers), fitted.feature_set(unit_stats), params
+
+
+NO_NEURON_DOCS = ("no identification run has neuron docs (per-document neuron values): ingest the identification "
+                  "texts with `langfeat ingest --neuron-docs`")
+
+
+def _check_neuron_docs(store: Any) -> None:
+    """neuron-probe trains on neuron_docs: at least one complete identification run must hold them."""
+    n = store.sql("SELECT count(*) AS n FROM runs WHERE status = 'complete' AND role = 'identify' AND neuron_docs")
+    if n["n"][0] == 0:
+        raise UsageError(NO_NEURON_DOCS)
+
+
+def _with_neuron_docs(train: pl.DataFrame, chosen: bool, log: Callable[[str], None]) -> pl.DataFrame:
+    """The training runs that hold neuron docs; runs without are an error when chosen by --train-configs, else
+    left out (with a note)."""
+    lacking = train.filter(~pl.col("neuron_docs"))
+    if lacking.height and chosen:
+        row = lacking.row(0, named=True)
+        raise UsageError(f"training run {row['run_id']} ({row['dataset']}:{row['config']}) has no neuron docs: "
+                         "ingest it again with --neuron-docs, or leave it out of --train-configs")
+    if lacking.height:
+        log(f"neuron-probe: leaving out {lacking.height} identification run(s) without neuron docs")
+    kept = train.filter(pl.col("neuron_docs"))
+    if kept.height == 0:
+        raise UsageError(NO_NEURON_DOCS)
+    return kept
 
 
 # ---------------------------------------------------------------------------------------------------------------

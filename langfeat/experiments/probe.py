@@ -1,4 +1,4 @@
-"""Sparse linear probes over SAE features (``classify --classifier-type sae-probe``).
+"""Sparse linear probes over SAE features or MLP neurons (``classify --classifier-type sae-probe | neuron-probe``).
 
 An L1-regularised multinomial logistic regression (scikit-learn, ``saga``) over per-document feature values, fit on
 the documents of identification runs and scored on other (evaluation) runs. The matrix is the SQL macro
@@ -12,6 +12,11 @@ before the fit. scikit-learn only fits: the coefficients are stored (``classify_
 
 The features with a positive weight for a language are also stored as feature set ``<result name>`` (algorithm
 ``sae-probe``, ``score`` = the weight, rank by weight), so ``report``, ``check`` and steering can use them.
+
+``neuron-probe`` is the same probe over MLP neurons (kind ``neuron``): its matrix is ``probe_doc_neurons`` over the
+stored per-document neuron values (``neuron_docs``, ingested with ``--neuron-docs``; value ``count`` = ln(1 + tokens
+with output > 0, the default), ``mean`` = the sum of the positive outputs / the document's tokens, or ``binary``),
+its k-sparse selection ``probe_neuron_mean_diff``, its feature set algorithm ``neuron-probe``.
 """
 
 from __future__ import annotations
@@ -27,7 +32,10 @@ from langfeat import langs
 from langfeat.errors import UsageError
 
 VALUES = ("binary", "count", "max")
-PROBE_CLASSIFIERS = ("sae-probe",)
+NEURON_VALUES = ("count", "mean", "binary")
+PROBE_CLASSIFIERS = ("sae-probe", "neuron-probe")
+KINDS = {"sae-probe": "sae", "neuron-probe": "neuron"}  # classifier -> the units it fits on
+DEFAULT_VALUES = {"sae": "count", "neuron": "count"}  # --probe-value when not given
 
 
 @dataclass
@@ -40,12 +48,18 @@ class Probe:
     coef: np.ndarray
     intercept: np.ndarray
     value: str
+    kind: str = "sae"  # sae (features) | neuron
+
+    @property
+    def algorithm(self) -> str:
+        """The feature set's algorithm: ``sae-probe`` or ``neuron-probe``."""
+        return f"{self.kind}-probe"
 
     def units_frame(self) -> pl.DataFrame:
-        """classify_units rows: every non-zero coefficient (kind sae, lang, layer, feature, weight, value)."""
+        """classify_units rows: every non-zero coefficient (kind, lang, layer, feature, weight, value)."""
         li, ui = np.nonzero(self.coef)
         return pl.DataFrame({
-            "kind": ["sae"] * len(li), "lang": [self.langs[i] for i in li],
+            "kind": [self.kind] * len(li), "lang": [self.langs[i] for i in li],
             "layer": [self.units[j][0] for j in ui], "feature": [self.units[j][1] for j in ui],
             "weight": self.coef[li, ui].astype(np.float64), "value": [self.value] * len(li),
         }, schema={"kind": pl.String, "lang": pl.String, "layer": pl.Int32, "feature": pl.Int32,
@@ -60,12 +74,12 @@ class Probe:
         return langs.sort_frame(frame, "lang")
 
     def feature_set(self, unit_stats: pl.DataFrame | None = None) -> pl.DataFrame:
-        """feature_sets rows (algorithm sae-probe): per language the units of positive weight, rank by weight.
-        ``unit_stats`` (``probe_unit_stats``: layer, feature, act_max, act_min, act_avg, prob) fills in the
-        activation statistics steering reads (α · act_max)."""
+        """feature_sets rows (algorithm sae-probe | neuron-probe): per language the units of positive weight, rank
+        by weight. ``unit_stats`` (``probe_unit_stats``: layer, feature, act_max, act_min, act_avg, prob) fills in
+        the activation statistics steering reads (α · act_max)."""
         units = self.units_frame().filter(pl.col("weight") > 0)
         out = units.select(
-            pl.lit("sae-probe").alias("algorithm"), "kind", "lang", "layer", "feature",
+            pl.lit(self.algorithm).alias("algorithm"), "kind", "lang", "layer", "feature",
             pl.col("weight").alias("score"),
             pl.col("weight").rank("ordinal", descending=True).over("lang").cast(pl.Int32).alias("rank"),
         )
@@ -93,7 +107,15 @@ def parse_k(text: str | None) -> int | None:
     return check_k(value)
 
 
-def check_value(value: str) -> str:
+def check_value(value: str | None, kind: str = "sae") -> str:
+    """``--probe-value`` for a probe over ``kind`` units (None: the kind's default)."""
+    if value is None:
+        return DEFAULT_VALUES[kind]
+    if kind == "neuron":
+        if value not in NEURON_VALUES:
+            raise UsageError(f"--probe-value {value!r} does not apply to neurons: use count (ln(1 + tokens with "
+                             "output > 0)), mean (positive outputs summed / tokens) or binary")
+        return value
     if value not in VALUES:
         raise UsageError(f"unknown --probe-value {value!r}: use binary (fired), count (ln(1 + firings)) or max "
                          "(largest activation)")
@@ -158,8 +180,56 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
     return x, y, lang_list, units, examples["doc_id"].to_numpy()
 
 
+def matrix(kind: str, store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,
+           window: int | None = None, stride: int | None = None,
+           ) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
+    """:func:`training_matrix` of SAE features (``kind`` sae; ``window``/``stride``: training windows) or
+    :func:`neuron_training_matrix` (neuron; whole documents only)."""
+    if kind == "neuron":
+        return neuron_training_matrix(store, run_ids, layers, value, k)
+    return training_matrix(store, run_ids, layers, value, k, window, stride)
+
+
+def neuron_training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None
+                           ) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
+    """:func:`training_matrix` over MLP neurons: the rows of ``probe_doc_neurons`` (every (layer, neuron) with an
+    output > 0 in a training document) or, with ``k``, those of each language's first k of
+    ``probe_neuron_mean_diff``. Units are (layer, neuron)."""
+    from scipy import sparse
+
+    ids, layer_list = list(run_ids), [int(x) for x in layers]
+    docs = store.sql("SELECT run_id, lang, doc_id FROM docs WHERE list_contains(?, run_id) ORDER BY lang, doc_id",
+                     [ids])
+    if docs.height == 0:
+        raise UsageError("the training runs hold no documents: ingest identification texts first")
+    lang_list = sorted(set(docs["lang"].to_list()), key=langs.sort_key)
+    if len(lang_list) < 2:
+        raise UsageError(f"the training runs cover one language ({lang_list[0]}): a probe needs at least two")
+    if k is None:
+        cells = store.sql("SELECT doc_id, layer, feature, x FROM probe_doc_neurons(?, layers := ?, value := ?)",
+                          [ids, layer_list, value])
+    else:
+        cells = store.sql(
+            "WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_neuron_mean_diff(?, layers := ?, value := ?) "
+            "WHERE rank <= ?) SELECT p.doc_id, p.layer, p.feature, p.x "
+            "FROM probe_doc_neurons(?, layers := ?, value := ?) p JOIN chosen USING (layer, feature)",
+            [ids, layer_list, value, int(k), ids, layer_list, value])
+    unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature").with_row_index("col")
+    if unit_frame.height == 0:
+        raise UsageError("no MLP neuron had an output > 0 in the training documents at these layers: check --layer")
+    rows = docs.select("doc_id").with_row_index("row")
+    at = cells.join(rows, on="doc_id").join(unit_frame, on=["layer", "feature"])
+    x = sparse.csr_matrix((at["x"].to_numpy().astype(np.float64),
+                           (at["row"].to_numpy().astype(np.int64), at["col"].to_numpy().astype(np.int64))),
+                          shape=(docs.height, unit_frame.height))
+    units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
+    lang_index = {lang: i for i, lang in enumerate(lang_list)}
+    y = np.array([lang_index[lang] for lang in docs["lang"].to_list()], dtype=np.int64)
+    return x, y, lang_list, units, docs["doc_id"].to_numpy()
+
+
 def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[int, int]], value: str,
-        c: float = 1.0, max_iter: int = 200, seed: int = 0) -> Probe:
+        c: float = 1.0, max_iter: int = 200, seed: int = 0, kind: str = "sae") -> Probe:
     """Fit the L1 multinomial logistic regression (``saga``); two classes give ±coef/2 (same argmax, softmax)."""
     import warnings
 
@@ -178,4 +248,4 @@ def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[i
     if coef.shape[0] == 1:  # binary: sklearn keeps one row for the second class
         coef = np.vstack([-coef[0] / 2, coef[0] / 2])
         intercept = np.array([-intercept[0] / 2, intercept[0] / 2])
-    return Probe(list(present), list(units), coef, intercept, value)
+    return Probe(list(present), list(units), coef, intercept, value, kind)

@@ -205,6 +205,10 @@ class Store:
     def neuron_counts(self, run_id: Any = None, layer: Any = None, lang: Any = None) -> pl.DataFrame:
         return self.view("neuron_counts", run_id=run_id, layer=layer, lang=lang)
 
+    def neuron_docs(self, run_id: Any = None, layer: Any = None, lang: Any = None) -> pl.DataFrame:
+        """Per-document neuron values (runs ingested with ``--neuron-docs``)."""
+        return self.view("neuron_docs", run_id=run_id, layer=layer, lang=lang)
+
     def languages(self) -> pl.DataFrame:
         return self.view("languages")
 

@@ -11,6 +11,7 @@
           tokens/part-<shard>.parquet
           feature_counts/part-0.parquet
           neuron_counts/part-0.parquet
+          neuron_docs/layer=<N>/part-<shard>.parquet   (runs ingested with --neuron-docs)
       data/run_id=_schema/lang=und/...    zero-row files that fix each table's schema for an empty store
       _work/<R>/                          a run being written (invisible to readers), resumable shard by shard
       sets/name=<name>/features.parquet   named feature sets (+ params.json)
@@ -31,7 +32,8 @@ STORE_ENV = "LANGFEAT_STORE"
 DEFAULT_STORE = "langfeat-store"
 CATALOG = "catalog.duckdb"
 SCHEMA_RUN = "_schema"
-TABLES = ("events", "docs", "tokens", "feature_counts", "neuron_counts")
+TABLES = ("events", "docs", "tokens", "feature_counts", "neuron_counts", "neuron_docs")
+LAYERED = ("events", "neuron_docs")  # tables whose files sit in layer=<N> folders (layer: a partition column)
 RUN_BITS = 40  # doc_id = (run_num << RUN_BITS) | row
 _FILE_IN_ERROR = re.compile(r"""[Ff]ile ['"]([^'"]+)['"]""")
 
@@ -104,7 +106,7 @@ class Layout:
         if table not in TABLES:
             return self.result_dir(table, SCHEMA_RUN) / "part-schema.parquet"
         base = self.data_dir / f"run_id={SCHEMA_RUN}" / "lang=und"
-        sub = "events/layer=-1" if table == "events" else table
+        sub = f"{table}/layer=-1" if table in LAYERED else table
         return base / sub / "part-schema.parquet"
 
     def table_glob(self, table: str) -> str:
@@ -118,7 +120,7 @@ class Layout:
             return self.sets_dir.as_posix() + "/name=*/features.parquet"
         if table not in TABLES:
             return (self.root / "results" / table).as_posix() + "/name=*/*.parquet"
-        sub = "events/layer=*/*.parquet" if table == "events" else f"{table}/*.parquet"
+        sub = f"{table}/layer=*/*.parquet" if table in LAYERED else f"{table}/*.parquet"
         return (self.data_dir / "run_id=*" / "lang=*").as_posix() + "/" + sub
 
 
@@ -128,7 +130,7 @@ def partitions(table: str) -> dict[str, str]:
     if table not in TABLES:
         return {"name": "VARCHAR"}  # feature sets and experiment results
     cols = {"run_id": "VARCHAR", "lang": "VARCHAR"}
-    return {**cols, "layer": "INTEGER"} if table == "events" else cols
+    return {**cols, "layer": "INTEGER"} if table in LAYERED else cols
 
 
 _COMMENT_TYPE = re.compile(r"--\s*parquet:\s*(\w+)")

@@ -79,6 +79,7 @@ class RunManifest:
     text_column: str | None = None
     sae_model: str | None = None
     neurons: bool = False
+    neuron_docs: bool = False  # per-document neuron values (neuron_docs) stored too
     layers: list[int] = field(default_factory=list)
     layer_paths: list[str] = field(default_factory=list)
     sae_layers: list[int] | None = None
@@ -107,7 +108,10 @@ def _record(record: RunManifest | dict[str, Any]) -> dict[str, Any]:
 def run_id_for(identity: RunManifest | dict[str, Any]) -> str:
     """A short, deterministic id for a run identity (12 hex digits of a SHA-256)."""
     identity = _record(identity)
-    payload = json.dumps({k: identity.get(k) for k in IDENTITY_KEYS}, sort_keys=True, default=str)
+    keys = {k: identity.get(k) for k in IDENTITY_KEYS}
+    if identity.get("neuron_docs"):  # only when set: the ids of runs without neuron docs stay what they were
+        keys["neuron_docs"] = True
+    payload = json.dumps(keys, sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:12]
 
 

@@ -52,6 +52,16 @@ EVENT_OPTIONS: dict[str, Any] = {
     "write_statistics": ["doc_id", "pos"],
 }
 TABLE_OPTIONS: dict[str, Any] = {"compression": "zstd", "compression_level": 3}
+# Parquet settings of the neuron_docs files (sorted by doc_id, neuron; see benchmarks/neuron_docs.py).
+NEURON_DOC_OPTIONS: dict[str, Any] = {
+    "compression": "zstd",
+    "compression_level": 3,
+    "use_dictionary": ["tok_count"],
+    "column_encoding": {
+        "doc_id": "DELTA_BINARY_PACKED", "neuron": "DELTA_BINARY_PACKED", "act_sum": "BYTE_STREAM_SPLIT",
+    },
+    "write_statistics": ["doc_id"],
+}
 PARTIAL_SCHEMA = pa.schema(
     [
         ("layer", pa.int32()), ("unit", pa.int32()), ("tok_count", pa.int64()), ("doc_count", pa.int64()),
@@ -168,6 +178,8 @@ class ShardData:
     texts: list[str]
     token_ids: list[list[int]]
     events: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
+    # layer -> per batch (doc, neuron, tok_count, act_sum), each batch sorted by (doc, neuron); runs with neuron docs
+    neuron_docs: dict[int, list[tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]] = field(default_factory=dict)
     stats: dict[tuple[str, int], dict[str, np.ndarray]] = field(default_factory=dict)
 
 
@@ -197,7 +209,7 @@ def shard_done(partials: Path, shard: int) -> dict[str, Any] | None:
 
 
 def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
-    """Write one shard's events, docs, tokens and partials, then its marker; return the marker."""
+    """Write one shard's events, neuron docs, docs, tokens and partials, then its marker; return the marker."""
     lang_dir = work / f"lang={lang}"
     partials = work / "_partials"
     name = f"part-{data.shard:05d}.parquet"
@@ -214,13 +226,23 @@ def write_shard(work: Path, lang: str, data: ShardData) -> dict[str, Any]:
         write_events(path, events_table(doc, pos, feature, act, data.dataset))
         return path
 
+    def write_neuron_layer(layer: int, chunks: list) -> Path:
+        seg_doc, seg_chunk, start, length = doc_segments([c[0] for c in chunks])
+        cols = [pa.array(np.repeat(doc_ids[seg_doc], length), pa.int64())]
+        for i, dtype in ((1, np.int32), (2, np.int32), (3, np.float32)):
+            cols.append(pa.array(gather_segments([c[i] for c in chunks], seg_chunk, start, length, dtype)))
+        path = lang_dir / "neuron_docs" / f"layer={layer}" / name
+        write_parquet_atomic(pa.table(cols, schema=arrow_schemas()["neuron_docs"]), path, **NEURON_DOC_OPTIONS)
+        return path
+
     # Layers are independent files: order + encode + compress them in parallel (numpy and pyarrow release the GIL)
     # on one pool shared by every shard being written, sized to the host's cores.
-    items = sorted(data.events.items())
+    items = [(write_layer, *item) for item in sorted(data.events.items())]
+    items += [(write_neuron_layer, *item) for item in sorted(data.neuron_docs.items())]
     if len(items) > 1 and WRITE_THREADS > 1:
-        files.extend(writer_pool().map(lambda item: write_layer(*item), items))
+        files.extend(writer_pool().map(lambda item: item[0](*item[1:]), items))
     else:
-        files.extend(write_layer(layer, chunks) for layer, chunks in items)
+        files.extend(fn(layer, chunks) for fn, layer, chunks in items)
     n = len(data.rows)
     docs = pa.table(
         [
