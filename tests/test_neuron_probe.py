@@ -38,6 +38,19 @@ def _neuron_docs(rng: np.random.Generator, lang: str, n_tokens: list[int]) -> Ne
     return out
 
 
+def _counts(nd: NeuronDocs) -> list[tuple[int, int, int, int, float, float, float]]:
+    """neuron_counts rows consistent with the documents: tokens, documents and act_sum summed; act_max / act_min
+    = twice / half the largest / smallest per-document mean output."""
+    out = []
+    for layer, rows in nd.items():
+        for neuron in sorted({r[1] for r in rows}):
+            mine = [r for r in rows if r[1] == neuron]
+            means = [a / c for _d, _n, c, a in mine]
+            out.append((layer, neuron, sum(r[2] for r in mine), len(mine), sum(r[3] for r in mine),
+                        2 * max(means), min(means) / 2))
+    return out
+
+
 def _build(root, eval_role: str = "eval", neuron_docs: bool = True) -> dict:
     rng = np.random.default_rng(11)
     layout = ensure_store(root / "store")
@@ -47,7 +60,7 @@ def _build(root, eval_role: str = "eval", neuron_docs: bool = True) -> dict:
         texts = [f"{lang} training text {i}" for i in range(N_TRAIN)]
         nd = _neuron_docs(rng, lang, [len(t) + 1 for t in texts])  # the factory's tokens: BOS + one per character
         add_run(layout, lang, dataset="synth", texts=texts, neuron_docs=nd if neuron_docs else None,
-                layers=[0, 1], neurons=True, neuron_counts=[] if not neuron_docs else None, sae_model=None,
+                layers=[0, 1], neurons=True, neuron_counts=[] if not neuron_docs else _counts(nd), sae_model=None,
                 **({} if neuron_docs else {"neuron_layers": [0, 1]}))
         values[("train", lang)] = (nd, [len(t) + 1 for t in texts])
         (root / "eval" / f"{lang}.txt").write_text("\n".join(f"{lang} held-out {i}" for i in range(N_EVAL)) + "\n",
@@ -166,3 +179,26 @@ def test_neuron_probe_values(world):
     assert probe.check_value(None, "neuron") == "count" and probe.check_value(None, "sae") == "count"
     with pytest.raises(UsageError, match="does not apply to neurons"):
         classify(_opts(world, probe_value="max", name="bad"))
+
+
+def test_neuron_probe_set_carries_the_pooled_neuron_statistics(world):
+    """The neuron-probe set can steer (neuron scaling reads act_max): each neuron's act_max / act_min / act_avg /
+    prob are its neuron_counts pooled over the training runs (max, min, Σ act_sum / Σ tok_count, Σ tok_count /
+    the runs' tokens), recomputed here from the stored rows."""
+    name = classify(_opts(world, name="np-stats"))
+    with open_store(world["store"]) as st:
+        fs = st.sql("SELECT layer, feature, act_max, act_min, act_avg, prob FROM feature_sets WHERE name = ?", [name])
+        train = st.sql("SELECT run_id, n_tokens FROM runs WHERE role = 'identify'")
+        counts = st.sql("SELECT * FROM neuron_counts WHERE list_contains(?, run_id)", [train["run_id"].to_list()])
+    total = int(train["n_tokens"].sum())
+    pooled = counts.group_by("layer", "neuron").agg(
+        pl.col("act_max").max(), pl.col("act_min").min(), (pl.col("act_sum").sum() / pl.col("tok_count").sum())
+        .alias("act_avg"), (pl.col("tok_count").sum() / total).alias("prob"))
+    want = {(r["layer"], r["neuron"]): r for r in pooled.iter_rows(named=True)}
+    assert fs.height > 0
+    for r in fs.iter_rows(named=True):
+        w = want[(r["layer"], r["feature"])]
+        assert r["act_max"] == pytest.approx(w["act_max"], rel=1e-6)
+        assert r["act_min"] == pytest.approx(w["act_min"], rel=1e-6)
+        assert r["act_avg"] == pytest.approx(w["act_avg"], rel=1e-6)
+        assert r["prob"] == pytest.approx(w["prob"], rel=1e-12)
