@@ -61,7 +61,7 @@ CASES = [  # rows, d, latents, k, span
 ]
 
 
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=["fp32", "bf16"])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float16], ids=["fp32", "bf16", "fp16"])
 @pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[2]}x{c[3]}")
 def test_kernel_topk_of_exact_pre_activations(case, dtype):
     n, d, m, k, span = case
