@@ -12,6 +12,8 @@ One run measures, on the same machine and data (tokenize + batched forward stopp
   (``langfeat.activations.FAST_ENCODE = False``: events, aggregates, Parquet, commit);
 - new pipeline: model + :func:`langfeat.sae_topk.sae_topk` (also with one ``torch.topk`` per row instead of the
   two-pass selection), and the whole ingestion with it;
+- on CUDA with triton installed, the same two with the Triton kernel (``LANGFEAT_TOPK_TRITON=1``:
+  :mod:`langfeat.sae_topk_triton`, no dense pre-activations);
 - the compute ceiling: FLOPs per token (2 x the hooked layers' parameters + 2 x d x latents per SAE; attention
   scores left out) over the bf16 GEMM rate measured here at the encoder's shape (and over ``--peak-tflops``);
 - bytes per stored event and peak GPU memory of each ingestion.
@@ -23,6 +25,7 @@ the old model + encode, <= 3.5 B/event.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import os
 import random
 import sys
@@ -137,6 +140,13 @@ def main(argv: list[str] | None = None) -> None:
     )
     old = ingest_phase("old", False, base, model, tokenizer, saes, tmp)
     new = ingest_phase("new", True, base, model, tokenizer, saes, tmp)
+    tri = None
+    if device.type == "cuda" and importlib.util.find_spec("triton") is not None:
+        os.environ["LANGFEAT_TOPK_TRITON"] = "1"
+        model_only(model, tokenizer, texts[:256], last, args.batch, args.shard_docs, saes=saes, fast=True)  # compile
+        t_triton_enc, _ = model_only(model, tokenizer, texts, last, args.batch, args.shard_docs, saes=saes, fast=True)
+        tri = ingest_phase("triton", True, base, model, tokenizer, saes, tmp)
+        del os.environ["LANGFEAT_TOPK_TRITON"]
     activations.FAST_ENCODE = True
 
     layer_params = sum(p.numel() for p in model.model.layers.parameters())
@@ -159,6 +169,14 @@ def main(argv: list[str] | None = None) -> None:
     print(f"  new, one torch.topk per row {rate['one_topk']:12,.0f} tok/s  (LANGFEAT_TOPK_GROUP=0)")
     print(f"  new: ingest (fast)          {rate['new']:12,.0f} tok/s  {new['bytes'] / new['events']:.2f} B/event, "
           f"peak GPU {new['peak']:.1f} GiB  (goal >= 60,000 tok/s, <= 3.5 B/event)")
+    if tri is not None:
+        rate["triton_enc"], rate["triton"] = n_tok / t_triton_enc, tri["tokens"] / tri["seconds"]
+        print(f"  triton: model + encode      {rate['triton_enc']:12,.0f} tok/s  "
+              f"({rate['triton_enc'] / rate['old_enc']:.2f}x; LANGFEAT_TOPK_TRITON=1)")
+        print(f"  triton: ingest              {rate['triton']:12,.0f} tok/s  "
+              f"{tri['bytes'] / tri['events']:.2f} B/event, peak GPU {tri['peak']:.1f} GiB")
+    else:
+        print("  triton: not run (needs CUDA and triton)")
     print(f"  compute ceiling             {ceiling:12,.0f} tok/s  ({flop_token / 1e9:.2f} GFLOP/token at the "
           f"measured {tflops:.1f} TFLOP/s; {ceiling_peak:,.0f} tok/s at {args.peak_tflops:.0f} TFLOP/s)")
     print(f"  new ingest / ceiling        {rate['new'] / ceiling:12.1%}  (goal >= 80 %; "

@@ -14,6 +14,10 @@
   group, that group's maximum would be at least the k-th group maximum), so the selected values are exactly the
   row's k largest, ties included.
 
+With ``LANGFEAT_TOPK_TRITON=1``, CUDA inputs and triton installed, :func:`sae_topk` runs the Triton kernel of
+:mod:`langfeat.sae_topk_triton` instead (no dense pre-activations; same pairs up to the last bits of the GEMM,
+see there). Off by default: it has not been measured on a GPU. CPU inputs never take it.
+
 Ties: where several latents share the k-th largest value, which of them is selected may differ from
 ``torch.topk`` over the whole row (its choice among equal values is unspecified too). Values never differ.
 """
@@ -72,15 +76,31 @@ def supports(sae: Any) -> bool:
     )
 
 
-def sae_topk(sae: Any, x: torch.Tensor, group: int | str | None = "auto") -> tuple[torch.Tensor, torch.Tensor]:
+def use_triton(x: torch.Tensor) -> bool:
+    """Whether :func:`sae_topk` runs the Triton kernel for ``x``: ``LANGFEAT_TOPK_TRITON=1`` (read at each call),
+    ``x`` on a CUDA device and triton importable."""
+    if os.environ.get("LANGFEAT_TOPK_TRITON", "0") != "1" or not x.is_cuda:
+        return False
+    from langfeat import sae_topk_triton
+
+    return sae_topk_triton.available()
+
+
+def sae_topk(sae: Any, x: torch.Tensor, group: int | str | None = "auto",
+             triton: bool | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """``(top_acts, top_indices)`` of ``sae.encode(x)`` (``x`` ``[N, d_in]`` in the SAE's dtype), see the module.
 
-    ``group``: "auto" (:func:`default_group`), None (one ``torch.topk``) or a group size. SAEs that
-    :func:`supports` rejects go through ``sae.encode``.
+    ``group``: "auto" (:func:`default_group`), None (one ``torch.topk``) or a group size. ``triton``: None
+    (:func:`use_triton`) or whether to run the Triton kernel (True on CPU tensors needs Triton's interpreter).
+    SAEs that :func:`supports` rejects go through ``sae.encode``.
     """
     if not supports(sae):
         enc = sae.encode(x)
         return enc.top_acts, enc.top_indices
+    if use_triton(x) if triton is None else triton:
+        from langfeat.sae_topk_triton import sae_topk_triton
+
+        return sae_topk_triton(sae, x)
     k = int(sae.cfg.k)
     if not getattr(sae.cfg, "transcode", False):
         x = x - sae.b_dec

@@ -7,10 +7,13 @@ import os
 from pathlib import Path
 
 import pytest
+import torch
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+if not torch.cuda.is_available():  # Triton kernels on CPU tensors: the interpreter, chosen before triton's import
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 SHARED = Path(os.environ.get("LANGFEAT_SHARED", Path(__file__).resolve().parents[2] / "shared"))
 DATA = SHARED / "data"

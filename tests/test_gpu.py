@@ -1,7 +1,7 @@
 """The CUDA code paths (skipped without a GPU): the fast SAE top-k against sparsify's encode on the device, at the
 paper's width; ingestion with it against ingestion with sparsify's encode and against the CPU on the toy model
 (events and the aggregates computed on the device); the asynchronous host copies; perplexity under an
-intervention and unsteered generation."""
+intervention and unsteered generation; the Triton top-k kernel and ingestion with it against sparsify's encode."""
 
 from __future__ import annotations
 
@@ -116,3 +116,44 @@ def test_host_copies_on_a_side_stream():
     for got, want in zip((ev.doc, ev.pos, ev.feature, ev.act), expect, strict=True):
         np.testing.assert_array_equal(got, want.astype(got.dtype))
     assert ev.doc.dtype == np.int32 and ev.act.dtype == np.float16
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32], ids=["bf16", "fp32"])
+@pytest.mark.parametrize("trained_like", [False, True], ids=["random", "trained-like"])
+def test_triton_encode_matches_sparsify_on_cuda(trained_like, dtype):
+    """The Triton kernel at the paper's width: a top-k of the exact pre-activations, sparsify's events up to
+    near-ties."""
+    pytest.importorskip("triton")
+    from test_sae_topk_triton import check_topk, exact_pre
+
+    d, m, k, n = 2048, 131072, 32, 1024
+    sae = make_sae(d, m, k, dtype, trained_like=trained_like).to("cuda")
+    x = inputs(sae, n, trained_like).to("cuda")
+    with torch.inference_mode():
+        ref = sae.encode(x)
+        acts, idx = sae_topk(sae, x, triton=True)
+        pre = exact_pre(x - sae.b_dec, sae.encoder.weight, sae.encoder.bias)
+    check_topk(acts, idx, pre, k, dtype, clamp=True)
+    ours = torch.zeros(n, m, dtype=torch.bool, device="cuda").scatter_(1, idx, acts > 0)
+    theirs = torch.zeros_like(ours).scatter_(1, ref.top_indices, ref.top_acts > 0)
+    if dtype == torch.float32:
+        assert int((ours != theirs).any(dim=1).sum()) <= n // 100  # near-ties only
+
+
+def test_triton_ingest_matches_sparsify_encode_on_cuda(toy, tmp_path, monkeypatch):
+    """Ingestion with LANGFEAT_TOPK_TRITON=1 against sparsify's encode: the same events up to near-ties at the
+    k-th value, activations within float16 rounding."""
+    pytest.importorskip("triton")
+    model, tokenizer, cpu_saes = toy
+    model = copy.deepcopy(model).to("cuda")
+    saes = {layer: copy.deepcopy(sae).to("cuda") for layer, sae in cpu_saes.items()}
+    saes[3] = make_sae(int(saes[3].d_in), 32768, 8, torch.float32, seed=5).to("cuda")
+    monkeypatch.setenv("LANGFEAT_TOPK_TRITON", "1")
+    fast_and_sparsify_digests(model, tokenizer, saes, TEXTS, tmp_path, monkeypatch, "cuda", batch=4, shard_docs=8)
+    q = "SELECT layer, doc_id, pos, feature, act FROM events ORDER BY ALL"
+    old, new = (open_store(tmp_path / f"store-{fast}").sql(q) for fast in (False, True))
+    joined = old.join(new, on=["layer", "doc_id", "pos", "feature"], how="full", suffix="_triton", coalesce=True)
+    assert old.height > 1000
+    assert joined.filter(pl.col("act").is_null() | pl.col("act_triton").is_null()).height <= 0.001 * old.height
+    both = joined.drop_nulls()
+    np.testing.assert_allclose(both["act"].to_numpy(), both["act_triton"].to_numpy(), rtol=2e-3, atol=1e-4)
