@@ -132,17 +132,12 @@ def check_window(size: int | None, stride: int | None) -> tuple[int | None, int 
     return size, stride
 
 
-def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,
-                    window: int | None = None, stride: int | None = None,
-                    ) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
-    """The training examples of ``run_ids``: (sparse X [examples, units], y (language index), languages, units,
-    doc_ids (one per example)). An example is a document, or with ``window`` each window of ``window`` tokens every
-    ``stride`` tokens of one (``probe_doc_units``). Units: every (layer, feature) that fired in a training example,
-    or with ``k`` the union of each language's first k of ``probe_mean_diff``. Every number comes from the SQL
-    macros."""
-    from scipy import sparse
+Matrix = tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]
 
-    ids, layer_list = list(run_ids), [int(x) for x in layers]
+
+def _training_docs(store: Any, ids: list[str]) -> tuple[pl.DataFrame, list[str]]:
+    """The documents (run_id, lang, doc_id by language, doc) of the training runs and their languages in the
+    paper's order; one-line errors for no documents or a single language."""
     docs = store.sql("SELECT run_id, lang, doc_id FROM docs WHERE list_contains(?, run_id) ORDER BY lang, doc_id",
                      [ids])
     if docs.height == 0:
@@ -150,8 +145,44 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
     lang_list = sorted(set(docs["lang"].to_list()), key=langs.sort_key)
     if len(lang_list) < 2:
         raise UsageError(f"the training runs cover one language ({lang_list[0]}): a probe needs at least two")
+    return docs, lang_list
+
+
+def _assemble(cells: pl.DataFrame, examples: pl.DataFrame, lang_list: list[str], empty: str) -> Matrix:
+    """The sparse matrix of ``cells`` (doc_id, win, layer, feature, x) over the rows ``examples`` (doc_id, win,
+    lang, in order) and the columns = the cells' (layer, feature) sorted; ``empty`` is the error without any."""
+    from scipy import sparse
+
+    unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature").with_row_index("col")
+    if unit_frame.height == 0:
+        raise UsageError(empty)
+    rows = examples.select("doc_id", "win").with_row_index("row")
+    at = cells.join(rows, on=["doc_id", "win"]).join(unit_frame, on=["layer", "feature"])
+    x = sparse.csr_matrix((at["x"].to_numpy().astype(np.float64),
+                           (at["row"].to_numpy().astype(np.int64), at["col"].to_numpy().astype(np.int64))),
+                          shape=(examples.height, unit_frame.height))
+    units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
+    lang_index = {lang: i for i, lang in enumerate(lang_list)}
+    y = np.array([lang_index[lang] for lang in examples["lang"].to_list()], dtype=np.int64)
+    return x, y, lang_list, units, examples["doc_id"].to_numpy()
+
+
+def _whole_documents(docs: pl.DataFrame) -> pl.DataFrame:
+    """Every document is one example (win 0), also one where nothing fired."""
+    return docs.select("doc_id", "lang", pl.lit(0, pl.Int64).alias("win"))
+
+
+def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,
+                    window: int | None = None, stride: int | None = None) -> Matrix:
+    """The training examples of ``run_ids``: (sparse X [examples, units], y (language index), languages, units,
+    doc_ids (one per example)). An example is a document, or with ``window`` each window of ``window`` tokens every
+    ``stride`` tokens of one (``probe_doc_units``). Units: every (layer, feature) that fired in a training example,
+    or with ``k`` the union of each language's first k of ``probe_mean_diff``. Every number comes from the SQL
+    macros."""
+    ids = list(run_ids)
+    docs, lang_list = _training_docs(store, ids)
     args = "?, layers := ?, value := ?, window_size := ?, window_stride := ?"
-    params = [ids, layer_list, value, window, stride]
+    params = [ids, [int(x) for x in layers], value, window, stride]
     if k is None:
         cells = store.sql(f"SELECT doc_id, win, layer, feature, x FROM probe_doc_units({args})", params)
     else:
@@ -159,30 +190,17 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
             f"WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_mean_diff({args}) WHERE rank <= ?) "
             f"SELECT p.doc_id, p.win, p.layer, p.feature, p.x FROM probe_doc_units({args}) p "
             "JOIN chosen USING (layer, feature)", [*params, int(k), *params])
-    unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature")
-    if unit_frame.height == 0:
-        raise UsageError("no SAE feature fired in the training documents at these layers: check --layer")
-    units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
-    col = {u: j for j, u in enumerate(units)}
-    if window is None:  # every document is an example, also one where nothing fired
-        examples = docs.select("doc_id", "lang", pl.lit(0, pl.Int64).alias("win"))
+    if window is None:
+        examples = _whole_documents(docs)
     else:  # the windows that exist (probe_doc_units)
         examples = (store.sql(f"SELECT DISTINCT doc_id, win FROM probe_doc_units({args})", params)
                     .join(docs.select("doc_id", "lang"), on="doc_id").sort("lang", "doc_id", "win"))
-    row = {key: i for i, key in enumerate(zip(examples["doc_id"].to_list(), examples["win"].to_list(), strict=True))}
-    r = np.array([row[key] for key in zip(cells["doc_id"].to_list(), cells["win"].to_list(), strict=True)],
-                 dtype=np.int64)
-    c = np.array([col[u] for u in zip(cells["layer"].to_list(), cells["feature"].to_list(), strict=True)],
-                 dtype=np.int64)
-    x = sparse.csr_matrix((cells["x"].to_numpy().astype(np.float64), (r, c)), shape=(examples.height, len(units)))
-    lang_index = {lang: i for i, lang in enumerate(lang_list)}
-    y = np.array([lang_index[lang] for lang in examples["lang"].to_list()], dtype=np.int64)
-    return x, y, lang_list, units, examples["doc_id"].to_numpy()
+    return _assemble(cells, examples, lang_list,
+                     "no SAE feature fired in the training documents at these layers: check --layer")
 
 
 def matrix(kind: str, store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,
-           window: int | None = None, stride: int | None = None,
-           ) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
+           window: int | None = None, stride: int | None = None) -> Matrix:
     """:func:`training_matrix` of SAE features (``kind`` sae; ``window``/``stride``: training windows) or
     :func:`neuron_training_matrix` (neuron; whole documents only)."""
     if kind == "neuron":
@@ -191,41 +209,24 @@ def matrix(kind: str, store: Any, run_ids: Sequence[str], layers: Sequence[int],
 
 
 def neuron_training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None
-                           ) -> tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]:
+                           ) -> Matrix:
     """:func:`training_matrix` over MLP neurons: the rows of ``probe_doc_neurons`` (every (layer, neuron) with an
     output > 0 in a training document) or, with ``k``, those of each language's first k of
     ``probe_neuron_mean_diff``. Units are (layer, neuron)."""
-    from scipy import sparse
-
-    ids, layer_list = list(run_ids), [int(x) for x in layers]
-    docs = store.sql("SELECT run_id, lang, doc_id FROM docs WHERE list_contains(?, run_id) ORDER BY lang, doc_id",
-                     [ids])
-    if docs.height == 0:
-        raise UsageError("the training runs hold no documents: ingest identification texts first")
-    lang_list = sorted(set(docs["lang"].to_list()), key=langs.sort_key)
-    if len(lang_list) < 2:
-        raise UsageError(f"the training runs cover one language ({lang_list[0]}): a probe needs at least two")
+    ids = list(run_ids)
+    docs, lang_list = _training_docs(store, ids)
+    params = [ids, [int(x) for x in layers], value]
     if k is None:
-        cells = store.sql("SELECT doc_id, layer, feature, x FROM probe_doc_neurons(?, layers := ?, value := ?)",
-                          [ids, layer_list, value])
+        cells = store.sql("SELECT doc_id, 0::BIGINT AS win, layer, feature, x "
+                          "FROM probe_doc_neurons(?, layers := ?, value := ?)", params)
     else:
         cells = store.sql(
             "WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_neuron_mean_diff(?, layers := ?, value := ?) "
-            "WHERE rank <= ?) SELECT p.doc_id, p.layer, p.feature, p.x "
+            "WHERE rank <= ?) SELECT p.doc_id, 0::BIGINT AS win, p.layer, p.feature, p.x "
             "FROM probe_doc_neurons(?, layers := ?, value := ?) p JOIN chosen USING (layer, feature)",
-            [ids, layer_list, value, int(k), ids, layer_list, value])
-    unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature").with_row_index("col")
-    if unit_frame.height == 0:
-        raise UsageError("no MLP neuron had an output > 0 in the training documents at these layers: check --layer")
-    rows = docs.select("doc_id").with_row_index("row")
-    at = cells.join(rows, on="doc_id").join(unit_frame, on=["layer", "feature"])
-    x = sparse.csr_matrix((at["x"].to_numpy().astype(np.float64),
-                           (at["row"].to_numpy().astype(np.int64), at["col"].to_numpy().astype(np.int64))),
-                          shape=(docs.height, unit_frame.height))
-    units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
-    lang_index = {lang: i for i, lang in enumerate(lang_list)}
-    y = np.array([lang_index[lang] for lang in docs["lang"].to_list()], dtype=np.int64)
-    return x, y, lang_list, units, docs["doc_id"].to_numpy()
+            [*params, int(k), *params])
+    return _assemble(cells, _whole_documents(docs), lang_list,
+                     "no MLP neuron had an output > 0 in the training documents at these layers: check --layer")
 
 
 def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[int, int]], value: str,
