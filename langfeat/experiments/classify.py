@@ -473,6 +473,7 @@ def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callab
         x, y, lang_list, units, train_docs = probe.matrix(kind, store, train_ids, layers, value,
                                                           opts.max_features_per_language, opts.probe_window,
                                                           opts.probe_stride)
+        unit_stats = store.sql("SELECT * FROM probe_unit_stats(?, ?, layers := ?)", [kind, train_ids, list(layers)])
         docs = _docs_from_runs(store, sources, manifests, opts.classifier)
     overlap = set(docs["doc_id"].to_list()) & set(train_docs.tolist())
     if overlap:  # doc ids carry their run's number: only possible if a run were both
@@ -482,8 +483,6 @@ def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callab
     unit_word = "features" if kind == "sae" else "neurons"
     log(f"{opts.classifier}: fitting on {x.shape[0]} {what} of {len(train_ids)} runs, {x.shape[1]} {unit_word}")
     fitted = probe.fit(x, y, lang_list, units, value, opts.probe_c, opts.probe_max_iter, kind=kind)
-    with open_store(opts.store) as store:
-        unit_stats = store.sql("SELECT * FROM probe_unit_stats(?, ?, layers := ?)", [kind, train_ids, list(layers)])
     params = {"train_runs": train_ids, "n_train_docs": len(set(train_docs.tolist())),
               "n_train_examples": int(x.shape[0]), "n_candidate_features": int(x.shape[1]),
               "intercepts": dict(zip(fitted.langs, fitted.intercept.tolist(), strict=True)),
