@@ -54,6 +54,7 @@ NU_TOP = 20
 PROBE_RESULTS = {"demo-sae-probe": None, "demo-sae-probe-k2": 2}  # sae-probe results -> features per language
 PROBE_WINDOW = 32  # the probes train on windows of 32 tokens (every 16) of the identification documents
 PROBE_MAX_ITER = 50  # saga epochs: 0.940 on the demo's UDHR texts in about a third of the fit time of 200 (0.943)
+PROBE_C = 0.1  # SAE probes: inverse L1 strength (languages balanced); 0.967 on the UDHR texts where C = 1 gave 0.937
 PPL_METHOD_RUNS = {  # after the steering step, which makes the DiffMean vectors: the other methods' ΔPPL matrices
     "demo-ppl-nu": ("sae-features", NU_SET, -0.2, 0.0),
     "demo-ppl-probe": ("sae-features", "demo-sae-probe", -0.2, 0.0),
@@ -368,7 +369,7 @@ def nu_probe_step(config: DemoConfig) -> bool:
             local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch, max_length=config.max_length,
             store=config.store, name=name, device=config.device, max_features_per_language=k,
             train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
-            probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER,
+            probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER, probe_c=PROBE_C,
         ))
         did = True
     did = neuron_probe_step(config) or did

@@ -142,6 +142,7 @@ class ClassifyOptions(ModelSpec, SaeSpec, TextSource, FeatureSpec):
     max_features_per_language: int | None = None
     probe_value: str | None = None  # None: count (sae-probe and neuron-probe)
     probe_c: float = 1.0
+    probe_class_weight: str = "balanced"  # balanced: every language weighs the same, however many examples it has
     probe_max_iter: int = 200
     probe_window: int | None = None
     probe_stride: int | None = None

@@ -4,6 +4,7 @@ methods report."""
 
 from __future__ import annotations
 
+import json
 import math
 from collections import defaultdict
 
@@ -220,6 +221,49 @@ def test_parse_k():
     for bad in ("0", "-1", "x"):
         with pytest.raises(UsageError, match="--max-features-per-language"):
             probe.parse_k(bad)
+
+
+
+def test_balanced_class_weights_are_n_over_languages_times_n_language():
+    y = np.array([0, 0, 0, 1, 2, 2])  # 6 examples, 3 languages of 3, 1 and 2 examples
+    assert probe.class_weights(y, 3, "balanced").tolist() == pytest.approx([6 / 9] * 3 + [6 / 3] + [6 / 6] * 2)
+    assert probe.class_weights(y, 3, "none").tolist() == [1.0] * 6
+    # a language without examples does not count among the languages
+    assert probe.class_weights(np.array([0, 0, 2]), 3, "balanced").tolist() == pytest.approx([3 / 4, 3 / 4, 3 / 2])
+    with pytest.raises(UsageError, match="--probe-class-weight"):
+        probe.class_weights(y, 3, "equal")
+
+
+def test_balanced_fit_is_sklearns_balanced_class_weight():
+    """The probe's per-example weights reproduce scikit-learn's own class_weight='balanced' (the same fit), and
+    differ from the unweighted fit on imbalanced data."""
+    from scipy import sparse
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(3)
+    y = np.repeat([0, 1, 2], [60, 15, 5])
+    x = rng.poisson(0.4, size=(len(y), 12)).astype(np.float64)
+    x[np.arange(len(y)), y] += 2.0  # feature c marks language c, the rest is noise
+    units, names = [(0, j) for j in range(12)], ["de", "en", "fr"]
+    got = probe.fit(sparse.csr_matrix(x), y, names, units, "count", c=0.5, max_iter=300)
+    ref = LogisticRegression(l1_ratio=1.0, solver="saga", C=0.5, max_iter=300, tol=1e-3, random_state=0,
+                             class_weight="balanced").fit(sparse.csr_matrix(x), y)
+    np.testing.assert_allclose(got.coef, ref.coef_, rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(got.intercept, ref.intercept_, rtol=1e-10, atol=1e-12)
+    plain = probe.fit(sparse.csr_matrix(x), y, names, units, "count", c=0.5, max_iter=300, class_weight="none")
+    ref_plain = LogisticRegression(l1_ratio=1.0, solver="saga", C=0.5, max_iter=300, tol=1e-3,
+                                   random_state=0).fit(sparse.csr_matrix(x), y)
+    np.testing.assert_allclose(plain.coef, ref_plain.coef_, rtol=1e-10, atol=1e-12)
+    assert not np.allclose(plain.coef, got.coef)  # the weights change the fit on imbalanced data
+
+
+def test_probe_class_weight_is_checked_and_recorded(world):
+    with pytest.raises(UsageError, match="--probe-class-weight"):
+        classify(_opts(world, probe_class_weight="equal", name="bad-weight"))
+    assert not (world["store"] / "results" / "classify_docs" / "name=bad-weight").exists()
+    name = classify(_opts(world, probe_class_weight="none", name="unweighted"))
+    params = json.loads((world["store"] / "results" / "classify_docs" / f"name={name}" / "params.json").read_text())
+    assert (params["probe_class_weight"], params["probe_c"]) == ("none", 1.0)
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -89,6 +89,10 @@ def classify_command(
     )] = C.probe_value,
     probe_c: Annotated[float, typer.Option(
         help="sae-probe / neuron-probe: inverse L1 regularisation strength C (smaller: fewer units).")] = C.probe_c,
+    probe_class_weight: Annotated[str, typer.Option(
+        help="sae-probe / neuron-probe: balanced (the default: each language's examples weigh n / (languages · "
+             "n_language), so a language with more training text gets no larger prior) | none (every example "
+             "weighs 1).")] = C.probe_class_weight,
     probe_max_iter: Annotated[int, typer.Option(
         help="sae-probe / neuron-probe: at most this many epochs of the saga solver (fewer: a faster, less sparse "
              "fit).")] = C.probe_max_iter,

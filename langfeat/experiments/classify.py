@@ -71,6 +71,7 @@ def check_options(opts: ClassifyOptions) -> None:
                              "documents): drop them")
         if not (opts.probe_c > 0 and np.isfinite(opts.probe_c)):
             raise UsageError(f"--probe-c {opts.probe_c} must be a positive number (the inverse L1 strength)")
+        probe.check_class_weight(opts.probe_class_weight)
         if isinstance(opts.probe_max_iter, bool) or not isinstance(opts.probe_max_iter, int) or opts.probe_max_iter < 1:
             raise UsageError(f"--probe-max-iter {opts.probe_max_iter!r} is not a positive number of epochs: pass e.g. "
                              "200")
@@ -482,13 +483,14 @@ def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callab
     what = "documents" if opts.probe_window is None else f"windows of {opts.probe_window} tokens"
     unit_word = "features" if kind == "sae" else "neurons"
     log(f"{opts.classifier}: fitting on {x.shape[0]} {what} of {len(train_ids)} runs, {x.shape[1]} {unit_word}")
-    fitted = probe.fit(x, y, lang_list, units, value, opts.probe_c, opts.probe_max_iter, kind=kind)
+    fitted = probe.fit(x, y, lang_list, units, value, opts.probe_c, opts.probe_max_iter, kind=kind,
+                       class_weight=opts.probe_class_weight)
     params = {"train_runs": train_ids, "n_train_docs": len(set(train_docs.tolist())),
               "n_train_examples": int(x.shape[0]), "n_candidate_features": int(x.shape[1]),
               "intercepts": dict(zip(fitted.langs, fitted.intercept.tolist(), strict=True)),
               "runs": [m["run_id"] for m in manifests], "model": manifests[0].get("model"),
               "sae_model": manifests[0].get("sae_model") if kind == "sae" else None, "feature_set": name,
-              "probe_value": value}
+              "probe_value": value, "probe_c": opts.probe_c, "probe_class_weight": opts.probe_class_weight}
     return docs, fitted.units_frame(), fitted.langs_frame(), list(layers), fitted.feature_set(unit_stats), params
 
 

@@ -36,6 +36,7 @@ NEURON_VALUES = ("count", "mean", "binary")
 PROBE_CLASSIFIERS = ("sae-probe", "neuron-probe")
 KINDS = {"sae-probe": "sae", "neuron-probe": "neuron"}  # classifier -> the units it fits on
 DEFAULT_VALUES = {"sae": "count", "neuron": "count"}  # --probe-value when not given
+CLASS_WEIGHTS = ("balanced", "none")
 
 
 @dataclass
@@ -120,6 +121,25 @@ def check_value(value: str | None, kind: str = "sae") -> str:
         raise UsageError(f"unknown --probe-value {value!r}: use binary (fired), count (ln(1 + firings)) or max "
                          "(largest activation)")
     return value
+
+
+def check_class_weight(value: str) -> str:
+    """``--probe-class-weight``: balanced (each language weighs the same in the loss) or none."""
+    if value not in CLASS_WEIGHTS:
+        raise UsageError(f"unknown --probe-class-weight {value!r}: use balanced (every language weighs the same) "
+                         "or none (every example weighs 1)")
+    return value
+
+
+def class_weights(y: np.ndarray, n_classes: int, class_weight: str) -> np.ndarray:
+    """Per-example weights of the fit: ``balanced`` gives an example of language c the weight n / (L · n_c) (n
+    examples, L languages present, n_c of language c), so each language's examples sum to n / L; ``none`` gives 1."""
+    check_class_weight(class_weight)
+    if class_weight == "none":
+        return np.ones(len(y), dtype=np.float64)
+    counts = np.bincount(y, minlength=n_classes).astype(np.float64)
+    present = int((counts > 0).sum())
+    return len(y) / (present * counts[y])
 
 
 def check_window(size: int | None, stride: int | None) -> tuple[int | None, int | None]:
@@ -230,8 +250,10 @@ def neuron_training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[
 
 
 def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[int, int]], value: str,
-        c: float = 1.0, max_iter: int = 200, seed: int = 0, kind: str = "sae") -> Probe:
-    """Fit the L1 multinomial logistic regression (``saga``); two classes give ±coef/2 (same argmax, softmax)."""
+        c: float = 1.0, max_iter: int = 200, seed: int = 0, kind: str = "sae", class_weight: str = "balanced"
+        ) -> Probe:
+    """Fit the L1 multinomial logistic regression (``saga``) with the per-example weights :func:`class_weights`
+    (``balanced``: every language weighs the same); two classes give ±coef/2 (same argmax, softmax)."""
     import warnings
 
     from sklearn.exceptions import ConvergenceWarning
@@ -239,11 +261,12 @@ def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[i
 
     if not (c > 0 and np.isfinite(c)):
         raise UsageError(f"--probe-c {c} must be a positive number (the inverse L1 strength)")
+    weights = class_weights(np.asarray(y), len(lang_list), class_weight)
     model = LogisticRegression(l1_ratio=1.0, solver="saga", C=float(c), max_iter=max_iter, tol=1e-3,
                                random_state=seed)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(x, y)
+        model.fit(x, y, sample_weight=weights)
     coef, intercept = np.asarray(model.coef_, dtype=np.float64), np.asarray(model.intercept_, dtype=np.float64)
     present = [lang_list[i] for i in model.classes_]
     if coef.shape[0] == 1:  # binary: sklearn keeps one row for the second class
