@@ -56,8 +56,10 @@ def run_ids(runs: pl.DataFrame | Sequence[str] | str | None) -> list[str] | None
     return [str(r) for r in runs]
 
 
-def parse_dataset_configs(patterns: Sequence[str] | str | None) -> list[tuple[str, str]]:
-    """``'facebook/xnli:{en,de}'`` patterns (bracex) → ``[(dataset, config), ...]`` without duplicates."""
+def parse_dataset_configs(patterns: Sequence[str] | str | None, flag: str = "--dataset-configs"
+                          ) -> list[tuple[str, str]]:
+    """``'facebook/xnli:{en,de}'`` patterns (bracex) → ``[(dataset, config), ...]`` without duplicates; errors name
+    ``flag``, the option the patterns came from."""
     import bracex
 
     if patterns is None:
@@ -69,11 +71,11 @@ def parse_dataset_configs(patterns: Sequence[str] | str | None) -> list[tuple[st
         try:
             expanded = bracex.expand(str(pattern))
         except Exception as exc:  # bracex raises plain exceptions on malformed patterns
-            raise UsageError(f"bad --dataset-configs pattern {pattern!r} ({exc}): write DATASET:{{a,b}}") from None
+            raise UsageError(f"bad {flag} pattern {pattern!r} ({exc}): write DATASET:{{a,b}}") from None
         for item in expanded:
             dataset, sep, config = item.rpartition(":")
             if not sep or not dataset or not config:
-                raise UsageError(f"bad --dataset-configs entry {item!r}: write DATASET:CONFIG, e.g. facebook/xnli:en")
+                raise UsageError(f"bad {flag} entry {item!r}: write DATASET:CONFIG, e.g. facebook/xnli:en")
             if (dataset, config) not in out:
                 out.append((dataset, config))
     return out
@@ -116,7 +118,7 @@ def _model_names(model: str) -> list[str]:
 def select_runs(
     store: Any, model: str | None = None, sae_model: str | None = None,
     dataset_configs: Sequence[str] | str | None = None, layers: Sequence[int] | None = None, kind: str = "sae",
-    role: str | None = "identify", runs: Sequence[str] | None = None,
+    role: str | None = "identify", runs: Sequence[str] | None = None, configs_flag: str = "--dataset-configs",
 ) -> pl.DataFrame:
     """The complete runs to identify over (one row per run, by language then run number).
 
@@ -127,7 +129,7 @@ def select_runs(
     ``dataset_configs`` (``'DATASET:CONFIG'`` with bracex braces) matches the runs' dataset and config as recorded;
     without it every complete run matching ``model`` / ``sae_model`` / ``kind`` and holding all ``layers`` is taken.
     Raises UsageError when nothing matches (listing what exists), when a selector matches no run, or when the runs
-    mix models.
+    mix models; errors about ``dataset_configs`` name ``configs_flag`` (classify: ``--train-configs``).
     """
     kind = _check_kind(kind)
     chosen = runs
@@ -162,13 +164,13 @@ def select_runs(
         if runs.height == 0:
             have = sorted(set(before["sae_model"].drop_nulls()))
             raise UsageError(f"no complete run with SAE {sae_model!r}: the store has {have}; fix --sae-model")
-    pairs = parse_dataset_configs(dataset_configs)
+    pairs = parse_dataset_configs(dataset_configs, configs_flag)
     if pairs:
         keys = list(zip(runs["dataset"].to_list(), runs["config"].to_list(), strict=True))
         missing = [f"{d}:{c}" for d, c in pairs if (d, c) not in keys]
         if missing:
             raise UsageError(
-                f"--dataset-configs {', '.join(missing)} match no complete run with {what} counts; "
+                f"{configs_flag} {', '.join(missing)} match no complete run with {what} counts; "
                 f"the store has: {_describe(runs)}"
             )
         runs = runs.filter(pl.struct("dataset", "config").is_in(

@@ -208,6 +208,13 @@ def test_probe_refuses_training_documents(tmp_path):
         assert st.sql("SELECT accuracy FROM classify_metrics WHERE name = ?", [name]).item() == 1.0
 
 
+def test_probe_train_configs_errors_name_that_option(world):
+    with pytest.raises(UsageError, match=r"^--train-configs nosuch:en match no complete run"):
+        classify(_opts(world, name="nomatch", train_configs=["nosuch:en"]))
+    with pytest.raises(UsageError, match=r"^bad --train-configs entry 'nosuch'"):
+        classify(_opts(world, name="nomatch", train_configs=["nosuch"]))
+
+
 def test_probe_never_replaces_another_set(world):
     write_set(world["store"], "taken", [("en", 0, 1)])
     with pytest.raises(UsageError, match="pick another --name"):

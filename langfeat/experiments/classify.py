@@ -458,7 +458,7 @@ def _probe(opts: ClassifyOptions, sources: Sequence[Any], name: str, log: Callab
         layer_list = _layer_numbers(opts.layers)
         train = stats.select_runs(store, model=opts.model, sae_model=want_sae,
                                   dataset_configs=opts.train_configs or None, layers=layer_list, kind=kind,
-                                  role="identify")
+                                  role="identify", configs_flag="--train-configs")
         if kind == "neuron":
             train = _with_neuron_docs(train, bool(opts.train_configs), log)
         layers = layer_list or stats.common_layers(train, kind)

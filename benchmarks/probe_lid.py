@@ -1,0 +1,141 @@
+"""What the sparse probe's accuracy on held-out text of another source owes to its fit settings and to the amount
+of training text, beside fastText on the same texts, on a finished demo store (run ``make demo`` first).
+
+    .venv/bin/python benchmarks/probe_lid.py [--store demo-store] [--only N ...] [--flores DIR] [--flores-docs 40]
+
+Every variant is ``classify --classifier-type sae-probe`` (k = all, value count) scored on the demo's 300 UDHR
+segments and, for the variants marked so, on FLORES-200 devtest sentences (``--flores``: a folder of
+``<code>.devtest.gz`` files; default ``$LANGFEAT_SHARED/data/flores200_devtest`` when it exists), a second source
+none of the settings were chosen on. The variants differ in the class weights (``--probe-class-weight``), C
+(``--probe-c``), the training windows and epochs, and the training text: the demo's synthetic identification split,
+or that split plus the synthetic ``train`` split (the SAEs' training text, three times as much text in all; this
+benchmark ingests it as more identification runs). The store is copied to a temporary folder first, so the demo
+store is left as it was; the SAEs are read where the demo trained them (``<store>-saes``).
+
+Prints one row per variant: training examples, non-zero weights, accuracy and fastText's accuracy on the same
+texts per source, and the seconds of the UDHR classify call (the ``+ train split`` ingestion is timed on its own
+line).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from langfeat import corpus
+from langfeat.experiments.classify import classify
+from langfeat.options import ClassifyOptions, DemoConfig, IngestConfig
+from langfeat.store import open_store
+
+FASTTEXT = "demo-fasttext"
+TRAIN = corpus.PREFIX + "synthetic/train"
+FLORES_CODES = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "it": "ita_Latn", "pt": "por_Latn",
+                "hi": "hin_Deva", "es": "spa_Latn", "th": "tha_Thai", "bg": "bul_Cyrl", "ru": "rus_Cyrl",
+                "tr": "tur_Latn", "vi": "vie_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "zh": "zho_Hans"}
+
+
+@dataclass(frozen=True)
+class Variant:
+    label: str
+    with_train_split: bool
+    window: int
+    stride: int
+    c: float
+    class_weight: str
+    epochs: int
+    flores: bool = False  # also scored on FLORES (with --flores)
+
+
+VARIANTS = (
+    Variant("the demo before class weights (C = 1)", False, 32, 16, 1.0, "none", 50, flores=True),
+    Variant("balanced, C = 1", False, 32, 16, 1.0, "balanced", 50),
+    Variant("unweighted, C = 0.1", False, 32, 16, 0.1, "none", 50),
+    Variant("the demo: balanced, C = 0.1", False, 32, 16, 0.1, "balanced", 50, flores=True),
+    Variant("+ train split, unweighted, C = 0.1, windows 24/12", True, 24, 12, 0.1, "none", 30),
+    Variant("+ train split, balanced, C = 0.1, windows 24/12", True, 24, 12, 0.1, "balanced", 30, flores=True),
+)
+
+
+def ingest_train_split(store: str, config: DemoConfig, langs: list[str]) -> float:
+    """Ingest the corpus' synthetic train split (SAE features only) as identification runs; the seconds taken."""
+    from langfeat.ingest import ingest
+
+    start = time.perf_counter()
+    ingest(IngestConfig(model=config.model, dataset=TRAIN, langs=langs, layers=[config.sae_pattern],
+                        local_sae_dir=config.sae_dir, batch=config.batch, max_length=config.max_length, store=store),
+           progress=True)
+    return time.perf_counter() - start
+
+
+def accuracy(store: str, name: str) -> float:
+    with open_store(store) as st:
+        return st.sql("SELECT accuracy FROM classify_metrics WHERE name = ?", [name]).item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default="demo-store", help="a store `make demo` finished (default: demo-store)")
+    parser.add_argument("--only", type=int, nargs="*", help="run only these variants (0-based positions)")
+    shared = Path(os.environ.get("LANGFEAT_SHARED", "-")) / "data" / "flores200_devtest"
+    parser.add_argument("--flores", type=Path, default=shared if shared.is_dir() else None,
+                        help="folder of FLORES-200 <code>.devtest.gz files (default: $LANGFEAT_SHARED's, if any)")
+    parser.add_argument("--flores-docs", type=int, default=40, help="FLORES sentences per language (default 40)")
+    args = parser.parse_args()
+    config = DemoConfig(store=str(Path(args.store).resolve()))
+    if not (Path(config.store) / "results" / "classify_docs" / f"name={FASTTEXT}").exists():
+        raise SystemExit(f"{args.store} holds no finished demo (no {FASTTEXT} result): run `make demo` first")
+    langs = list(config.langs)
+    chosen = [(i, v) for i, v in enumerate(VARIANTS) if args.only is None or i in args.only]
+    sources = {"udhr": (corpus.PLAN["eval"], langs, config.eval_docs)}
+    if args.flores is not None:
+        sources["flores"] = (f"{args.flores}/{{lang}}.devtest.gz", [FLORES_CODES[lang] for lang in langs],
+                             args.flores_docs)
+    with tempfile.TemporaryDirectory(prefix="probe-lid-") as tmp:
+        store = os.path.join(tmp, "store")
+        shutil.copytree(config.store, store)
+        fasttext = {"udhr": accuracy(store, FASTTEXT)}
+        if "flores" in sources:
+            dataset, codes, end = sources["flores"]
+            classify(ClassifyOptions(dataset=dataset, langs=codes, classifier="fasttext", end=end, store=store,
+                                     name="bench-fasttext-flores"))
+            fasttext["flores"] = accuracy(store, "bench-fasttext-flores")
+        if any(v.with_train_split for _, v in chosen):
+            seconds = ingest_train_split(store, config, langs)
+            print(f"ingest of the synthetic train split (SAE features): {seconds:.0f} s")
+        print(f"{'variant':52} {'examples':>8} {'weights':>7} {'UDHR':>6} {'fastText':>8} {'FLORES':>6} "
+              f"{'fastText':>8} {'seconds':>7}")
+        for i, v in chosen:
+            splits = [corpus.PLAN["identify"]] + ([TRAIN] if v.with_train_split else [])
+            got: dict[str, float] = {}
+            seconds = 0.0
+            for source, (dataset, codes, end) in sources.items():
+                if source == "flores" and not v.flores:
+                    continue
+                name = f"bench-probe-{i}-{source}"
+                start = time.perf_counter()
+                classify(ClassifyOptions(
+                    dataset=dataset, langs=codes, classifier="sae-probe", model=config.model,
+                    local_sae_dir=config.sae_dir, end=end, batch=config.batch, max_length=config.max_length,
+                    store=store, name=name, train_configs=[f"{s}:{lang}" for s in splits for lang in langs],
+                    probe_window=v.window, probe_stride=v.stride, probe_c=v.c, probe_class_weight=v.class_weight,
+                    probe_max_iter=v.epochs))
+                if source == "udhr":
+                    seconds = time.perf_counter() - start
+                    with open_store(store) as st:
+                        weights = st.sql("SELECT count(*) FROM classify_units WHERE name = ?", [name]).item()
+                    result = Path(store) / "results" / "classify_docs" / f"name={name}"
+                    examples = json.loads((result / "params.json").read_text())["n_train_examples"]
+                got[source] = accuracy(store, name)
+            flores = f"{got['flores']:6.3f} {fasttext['flores']:8.3f}" if "flores" in got else f"{'':6} {'':8}"
+            print(f"{v.label:52} {examples:8d} {weights:7d} {got['udhr']:6.3f} {fasttext['udhr']:8.3f} {flores} "
+                  f"{seconds:7.0f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
