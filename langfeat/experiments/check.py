@@ -29,7 +29,7 @@ from langfeat.models import base_prefix, load_model, load_saes
 from langfeat.options import CheckOptions
 from langfeat.store.layout import sql_text
 
-VOTE_SQL = ("classify/01_probe_value.sql", "classify/04_probe_neuron_value.sql", "classify/10_classify_votes.sql",
+VOTE_SQL = ("classify/01_probe_value.sql", "classify/03_probe_neuron_value.sql", "classify/10_classify_votes.sql",
             "classify/20_classify_predictions.sql")
 _RUN = "memory"
 
