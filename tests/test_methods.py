@@ -378,3 +378,28 @@ def test_methods_report_lists_probe_beside_fasttext_on_the_same_texts(world):
     assert res.exit_code == 0, res.output
     out = pl.read_csv(res.stdout.encode()).filter(pl.col("feature_set") == name)
     assert out.select("method", "n_docs", "accuracy", "fasttext_accuracy").row(0) == ("sae-probe", 12, 1.0, 0.75)
+
+
+def test_k_sparse_ranking_ignores_summation_noise():
+    """Two units whose mean differences differ only by float rounding (0.3 vs 0.1 + 0.2) rank by (layer,
+    feature), not by the noise: probe_mean_diff rounds the difference before ranking."""
+    from pathlib import Path
+
+    import duckdb
+
+    con = duckdb.connect()
+    con.execute("CREATE TABLE docs AS SELECT * FROM (VALUES ('r1', 'en', 1::BIGINT), ('r2', 'de', 2::BIGINT)) "
+                "t(run_id, lang, doc_id)")
+    con.execute("CREATE TABLE cells AS SELECT * FROM (VALUES ('en', 1::BIGINT, 0, 5, 0.3::DOUBLE), "
+                "('en', 1::BIGINT, 0, 7, 0.1::DOUBLE + 0.2::DOUBLE), ('de', 2::BIGINT, 0, 9, 1.0::DOUBLE)) "
+                "t(lang, doc_id, layer, feature, x)")
+    assert con.execute("SELECT 0.1::DOUBLE + 0.2::DOUBLE > 0.3::DOUBLE").fetchone()[0]  # the noise is there
+    con.execute("CREATE MACRO probe_doc_units(run_ids, layers := NULL, value := 'binary', window_size := NULL, "
+                "window_stride := NULL) AS TABLE SELECT lang, doc_id, 0::BIGINT AS win, layer, feature, x FROM cells")
+    con.execute("CREATE MACRO probe_doc_neurons(run_ids, layers := NULL, value := 'count') AS TABLE "
+                "SELECT lang, doc_id, layer, feature, x FROM cells WHERE false")
+    sql = Path(__file__).parents[1] / "queries" / "classify" / "05_probe_mean_diff.sql"
+    con.execute(sql.read_text())
+    got = con.sql("SELECT layer, feature, rank FROM probe_mean_diff(['r1', 'r2']) WHERE lang = 'en' "
+                  "ORDER BY rank").fetchall()
+    assert got == [(0, 5, 1), (0, 7, 2)]

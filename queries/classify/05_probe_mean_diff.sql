@@ -1,10 +1,11 @@
 -- probe_mean_diff(run_ids, layers, value, window_size, window_stride, kind): intermediate. SAEBench's k-sparse
 -- probing selection, per language: the mean of x over the training examples of the language minus its mean over
 -- the examples of every other language (0 where the unit did not fire), per (language, layer, feature) that fired
--- in the language, ranked per language by that difference descending (ties by layer, feature). kind 'sae' (the
--- default): x from probe_doc_units, the examples are the documents (window_size NULL) or the windows it cuts them
--- into; kind 'neuron': x from probe_doc_neurons (feature = the neuron), the examples are the documents. The probe
--- keeps each language's first k.
+-- in the language, ranked per language by that difference descending (rounded to 9 decimals, so summation-order
+-- noise of ~1e-15 cannot swap two units between runs; ties by layer, feature). kind 'sae' (the default): x from
+-- probe_doc_units, the examples are the documents (window_size NULL) or the windows it cuts them into; kind
+-- 'neuron': x from probe_doc_neurons (feature = the neuron), the examples are the documents. The probe keeps each
+-- language's first k.
 -- inputs: docs, probe_doc_units, probe_doc_neurons
 -- params: run_ids VARCHAR[]; layers INTEGER[] (NULL = every layer); value (sae: 'binary' | 'count' | 'max';
 --   neuron: 'count' | 'mean' | 'binary'); window_size INTEGER (NULL = whole documents; sae only); window_stride
@@ -38,5 +39,5 @@ diff AS (
     WHERE tot.n > nd.n
 )
 SELECT lang, layer, feature, diff,
-       row_number() OVER (PARTITION BY lang ORDER BY diff DESC, layer, feature) AS rank
+       row_number() OVER (PARTITION BY lang ORDER BY round(diff, 9) DESC, layer, feature) AS rank
 FROM diff;
