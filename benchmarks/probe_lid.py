@@ -2,18 +2,22 @@
 of training text, beside fastText on the same texts, on a finished demo store (run ``make demo`` first).
 
     .venv/bin/python benchmarks/probe_lid.py [--store demo-store] [--only N ...] [--flores DIR] [--flores-docs 40]
+                                             [--ntrex DIR] [--ntrex-docs 300]
 
 Every variant is ``classify --classifier-type sae-probe`` (k = all, value count) scored on the demo's 300 UDHR
 segments and, for the variants marked so, on FLORES-200 devtest sentences (``--flores``: a folder of
 ``<code>.devtest.gz`` files; default ``$LANGFEAT_SHARED/data/flores200_devtest`` when it exists), a second source
 none of the settings were chosen on. The variants differ in the class weights (``--probe-class-weight``), C
 (``--probe-c``), the training windows and epochs, and the training text: the demo's synthetic identification split,
-or that split plus the synthetic ``train`` split (the SAEs' training text, three times as much text in all; this
-benchmark ingests it as more identification runs). The store is copied to a temporary folder first, so the demo
-store is left as it was; the SAEs are read where the demo trained them (``<store>-saes``).
+that split plus the synthetic ``train`` split (the SAEs' training text, three times as much text in all), or that
+split plus human-written news: the first ``--ntrex-docs`` sentences a language of NTREX-128 (``--ntrex``: the folder
+of ``newstest2019-ref.<code>.txt`` files; default ``$LANGFEAT_SHARED/data/ntrex128`` when it exists), a third
+source, neither UDHR nor FLORES. This benchmark ingests the extra text as more identification runs. The store is
+copied to a temporary folder first, so the demo store is left as it was; the SAEs are read where the demo trained
+them (``<store>-saes``).
 
 Prints one row per variant: training examples, non-zero weights, accuracy and fastText's accuracy on the same
-texts per source, and the seconds of the UDHR classify call (the ``+ train split`` ingestion is timed on its own
+texts per source, and the seconds of the UDHR classify call (the ingestion of extra text is timed on its own
 line).
 """
 
@@ -38,12 +42,15 @@ TRAIN = corpus.PREFIX + "synthetic/train"
 FLORES_CODES = {"en": "eng_Latn", "de": "deu_Latn", "fr": "fra_Latn", "it": "ita_Latn", "pt": "por_Latn",
                 "hi": "hin_Deva", "es": "spa_Latn", "th": "tha_Thai", "bg": "bul_Cyrl", "ru": "rus_Cyrl",
                 "tr": "tur_Latn", "vi": "vie_Latn", "ja": "jpn_Jpan", "ko": "kor_Hang", "zh": "zho_Hans"}
+NTREX_CODES = {"en": "eng-US", "de": "deu", "fr": "fra", "it": "ita", "pt": "por", "hi": "hin", "es": "spa",
+               "th": "tha", "bg": "bul", "ru": "rus", "tr": "tur", "vi": "vie", "ja": "jpn", "ko": "kor",
+               "zh": "zho_Hans"}
 
 
 @dataclass(frozen=True)
 class Variant:
     label: str
-    with_train_split: bool
+    extra: str  # training text beside the identification split: "" | "train" (synthetic) | "ntrex" (news)
     window: int
     stride: int
     c: float
@@ -53,23 +60,25 @@ class Variant:
 
 
 VARIANTS = (
-    Variant("the demo before class weights (C = 1)", False, 32, 16, 1.0, "none", 50, flores=True),
-    Variant("balanced, C = 1", False, 32, 16, 1.0, "balanced", 50),
-    Variant("unweighted, C = 0.1", False, 32, 16, 0.1, "none", 50),
-    Variant("the demo: balanced, C = 0.1", False, 32, 16, 0.1, "balanced", 50, flores=True),
-    Variant("+ train split, unweighted, C = 0.1, windows 24/12", True, 24, 12, 0.1, "none", 30),
-    Variant("+ train split, balanced, C = 0.1, windows 24/12", True, 24, 12, 0.1, "balanced", 30, flores=True),
+    Variant("the demo before class weights (C = 1)", "", 32, 16, 1.0, "none", 50, flores=True),
+    Variant("balanced, C = 1", "", 32, 16, 1.0, "balanced", 50),
+    Variant("unweighted, C = 0.1", "", 32, 16, 0.1, "none", 50),
+    Variant("the demo: balanced, C = 0.1", "", 32, 16, 0.1, "balanced", 50, flores=True),
+    Variant("+ train split, unweighted, C = 0.1, windows 24/12", "train", 24, 12, 0.1, "none", 30),
+    Variant("+ train split, balanced, C = 0.1, windows 24/12", "train", 24, 12, 0.1, "balanced", 30, flores=True),
+    Variant("+ NTREX news, balanced, C = 0.3", "ntrex", 32, 16, 0.3, "balanced", 50, flores=True),
+    Variant("+ NTREX news, balanced, C = 1", "ntrex", 32, 16, 1.0, "balanced", 50, flores=True),
 )
 
 
-def ingest_train_split(store: str, config: DemoConfig, langs: list[str]) -> float:
-    """Ingest the corpus' synthetic train split (SAE features only) as identification runs; the seconds taken."""
+def ingest_extra(store: str, config: DemoConfig, dataset: str, codes: list[str], end: int | None = None) -> float:
+    """Ingest more training text (SAE features only) as identification runs; the seconds taken."""
     from langfeat.ingest import ingest
 
     start = time.perf_counter()
-    ingest(IngestConfig(model=config.model, dataset=TRAIN, langs=langs, layers=[config.sae_pattern],
-                        local_sae_dir=config.sae_dir, batch=config.batch, max_length=config.max_length, store=store),
-           progress=True)
+    ingest(IngestConfig(model=config.model, dataset=dataset, langs=codes, layers=[config.sae_pattern],
+                        local_sae_dir=config.sae_dir, batch=config.batch, max_length=config.max_length, store=store,
+                        end=end), progress=True)
     return time.perf_counter() - start
 
 
@@ -86,12 +95,24 @@ def main() -> None:
     parser.add_argument("--flores", type=Path, default=shared if shared.is_dir() else None,
                         help="folder of FLORES-200 <code>.devtest.gz files (default: $LANGFEAT_SHARED's, if any)")
     parser.add_argument("--flores-docs", type=int, default=40, help="FLORES sentences per language (default 40)")
+    news = Path(os.environ.get("LANGFEAT_SHARED", "-")) / "data" / "ntrex128"
+    parser.add_argument("--ntrex", type=Path, default=news if news.is_dir() else None,
+                        help="folder of NTREX-128 newstest2019-ref.<code>.txt files (default: $LANGFEAT_SHARED's)")
+    parser.add_argument("--ntrex-docs", type=int, default=300, help="NTREX sentences per language (default 300)")
     args = parser.parse_args()
     config = DemoConfig(store=str(Path(args.store).resolve()))
     if not (Path(config.store) / "results" / "classify_docs" / f"name={FASTTEXT}").exists():
         raise SystemExit(f"{args.store} holds no finished demo (no {FASTTEXT} result): run `make demo` first")
     langs = list(config.langs)
     chosen = [(i, v) for i, v in enumerate(VARIANTS) if args.only is None or i in args.only]
+    if args.ntrex is None and any(v.extra == "ntrex" for _, v in chosen):
+        chosen = [(i, v) for i, v in chosen if v.extra != "ntrex"]
+        print("no NTREX-128 folder (--ntrex or $LANGFEAT_SHARED): the + NTREX variants are skipped")
+    extras = {"train": ([TRAIN], TRAIN, langs, None)}
+    if args.ntrex is not None:
+        ntrex = f"{args.ntrex}/newstest2019-ref.{{lang}}.txt"
+        codes = [NTREX_CODES[lang] for lang in langs]
+        extras["ntrex"] = ([f"{ntrex}:{code}" for code in codes], ntrex, codes, args.ntrex_docs)
     sources = {"udhr": (corpus.PLAN["eval"], langs, config.eval_docs)}
     if args.flores is not None:
         sources["flores"] = (f"{args.flores}/{{lang}}.devtest.gz", [FLORES_CODES[lang] for lang in langs],
@@ -105,13 +126,18 @@ def main() -> None:
             classify(ClassifyOptions(dataset=dataset, langs=codes, classifier="fasttext", end=end, store=store,
                                      name="bench-fasttext-flores"))
             fasttext["flores"] = accuracy(store, "bench-fasttext-flores")
-        if any(v.with_train_split for _, v in chosen):
-            seconds = ingest_train_split(store, config, langs)
-            print(f"ingest of the synthetic train split (SAE features): {seconds:.0f} s")
+        for extra in sorted({v.extra for _, v in chosen} - {""}):
+            _, dataset, codes, end = extras[extra]
+            seconds = ingest_extra(store, config, dataset, codes, end)
+            print(f"ingest of the {extra} text (SAE features): {seconds:.0f} s")
         print(f"{'variant':52} {'examples':>8} {'weights':>7} {'UDHR':>6} {'fastText':>8} {'FLORES':>6} "
               f"{'fastText':>8} {'seconds':>7}")
         for i, v in chosen:
-            splits = [corpus.PLAN["identify"]] + ([TRAIN] if v.with_train_split else [])
+            configs = [f"{corpus.PLAN['identify']}:{lang}" for lang in langs]
+            if v.extra == "train":
+                configs += [f"{TRAIN}:{lang}" for lang in langs]
+            elif v.extra == "ntrex":
+                configs += extras["ntrex"][0]
             got: dict[str, float] = {}
             seconds = 0.0
             for source, (dataset, codes, end) in sources.items():
@@ -122,7 +148,7 @@ def main() -> None:
                 classify(ClassifyOptions(
                     dataset=dataset, langs=codes, classifier="sae-probe", model=config.model,
                     local_sae_dir=config.sae_dir, end=end, batch=config.batch, max_length=config.max_length,
-                    store=store, name=name, train_configs=[f"{s}:{lang}" for s in splits for lang in langs],
+                    store=store, name=name, train_configs=configs,
                     probe_window=v.window, probe_stride=v.stride, probe_c=v.c, probe_class_weight=v.class_weight,
                     probe_max_iter=v.epochs))
                 if source == "udhr":
