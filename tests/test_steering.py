@@ -286,8 +286,9 @@ def test_generate_sweep_stores_every_method(dm_store, toy_model_dir, toy_sae_dir
     # the stored fluency is the per-character perplexity of each text
     chars, _, _, cppl = gen.fluency(model, tok, rows["text"].to_list())
     assert rows["n_chars"].to_list() == chars
+    # float32 logits: texts batched with other texts (other padding) differ in the last bits on some CPUs
     np.testing.assert_allclose(rows["char_ppl"].fill_null(np.nan).to_numpy(),
-                               np.array([np.nan if x is None else x for x in cppl]), rtol=1e-9)
+                               np.array([np.nan if x is None else x for x in cppl]), rtol=1e-5)
     assert set(zip(best["method"], best["lang"], strict=True)) == {
         (m, lang) for m in ("sae-features", "diffmean", "prompting") for lang in ("de", "ru")}
     rep = CliRunner().invoke(app, ["report", "generate", "sweep", "--scores", "--store", str(root)])
