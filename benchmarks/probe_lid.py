@@ -108,11 +108,10 @@ def main() -> None:
     if args.ntrex is None and any(v.extra == "ntrex" for _, v in chosen):
         chosen = [(i, v) for i, v in chosen if v.extra != "ntrex"]
         print("no NTREX-128 folder (--ntrex or $LANGFEAT_SHARED): the + NTREX variants are skipped")
-    extras = {"train": ([TRAIN], TRAIN, langs, None)}
+    extras = {"train": (TRAIN, langs, None)}  # extra text -> (dataset, configs, end)
     if args.ntrex is not None:
-        ntrex = f"{args.ntrex}/newstest2019-ref.{{lang}}.txt"
-        codes = [NTREX_CODES[lang] for lang in langs]
-        extras["ntrex"] = ([f"{ntrex}:{code}" for code in codes], ntrex, codes, args.ntrex_docs)
+        extras["ntrex"] = (f"{args.ntrex}/newstest2019-ref.{{lang}}.txt", [NTREX_CODES[lang] for lang in langs],
+                           args.ntrex_docs)
     sources = {"udhr": (corpus.PLAN["eval"], langs, config.eval_docs)}
     if args.flores is not None:
         sources["flores"] = (f"{args.flores}/{{lang}}.devtest.gz", [FLORES_CODES[lang] for lang in langs],
@@ -127,17 +126,16 @@ def main() -> None:
                                      name="bench-fasttext-flores"))
             fasttext["flores"] = accuracy(store, "bench-fasttext-flores")
         for extra in sorted({v.extra for _, v in chosen} - {""}):
-            _, dataset, codes, end = extras[extra]
+            dataset, codes, end = extras[extra]
             seconds = ingest_extra(store, config, dataset, codes, end)
             print(f"ingest of the {extra} text (SAE features): {seconds:.0f} s")
         print(f"{'variant':52} {'examples':>8} {'weights':>7} {'UDHR':>6} {'fastText':>8} {'FLORES':>6} "
               f"{'fastText':>8} {'seconds':>7}")
         for i, v in chosen:
             configs = [f"{corpus.PLAN['identify']}:{lang}" for lang in langs]
-            if v.extra == "train":
-                configs += [f"{TRAIN}:{lang}" for lang in langs]
-            elif v.extra == "ntrex":
-                configs += extras["ntrex"][0]
+            if v.extra:
+                dataset, codes, _ = extras[v.extra]
+                configs += [f"{dataset}:{code}" for code in codes]
             got: dict[str, float] = {}
             seconds = 0.0
             for source, (dataset, codes, end) in sources.items():
