@@ -115,6 +115,20 @@ def _model_names(model: str) -> list[str]:
         return [model]
 
 
+def _canonical_saes(runs: pl.DataFrame) -> pl.DataFrame:
+    """``runs`` with legacy SAE folder paths replaced by the folder's content identity (``models.canonical_sae_id``;
+    torch is imported only for such a store)."""
+    import os
+
+    legacy = [v for v in runs["sae_model"].drop_nulls().unique().to_list() if os.path.isabs(v)] \
+        if "sae_model" in runs.columns else []
+    if not legacy:
+        return runs
+    from langfeat.models import canonical_sae_id
+
+    return runs.with_columns(pl.col("sae_model").replace({v: canonical_sae_id(v) for v in legacy}))
+
+
 def select_runs(
     store: Any, model: str | None = None, sae_model: str | None = None,
     dataset_configs: Sequence[str] | str | None = None, layers: Sequence[int] | None = None, kind: str = "sae",
@@ -134,7 +148,7 @@ def select_runs(
     kind = _check_kind(kind)
     chosen = runs
     with opened(store) as st:
-        all_runs = st.runs(status="complete")
+        all_runs = _canonical_saes(st.runs(status="complete"))
         if chosen:
             from langfeat.store import resolve_runs
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
+import shutil
 from collections import Counter, defaultdict
 
 import fasttext
@@ -11,10 +13,11 @@ import polars as pl
 import pytest
 from factories import table_rows, write_set
 from hand import capture, vote
+from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from conftest import flores_lines
-from langfeat import lid
+from langfeat import lid, models
 from langfeat.cli import app
 from langfeat.errors import UsageError
 from langfeat.experiments.classify import ClassifyOptions, classify, compare, confusion, metrics
@@ -255,6 +258,63 @@ def test_runs_are_reused_or_ingested(env, tmp_path):
     assert len(after) == len(before) + 1
     with open_store(env["store"]) as st:
         assert st.sql("SELECT count(*) AS n FROM classify_docs WHERE name = 'new'")["n"][0] == 2
+
+
+def test_local_sae_id_is_a_hash_of_every_hookpoints_files(env, tmp_path, monkeypatch):
+    def by_hand(folder, sample=None):
+        h = hashlib.sha256()
+        for hp in sorted(p.parent for p in folder.glob("*/cfg.json")):
+            h.update(f"[{hp.name}]\n".encode())
+            for f in sorted(x for x in hp.iterdir() if x.is_file()):
+                data = f.read_bytes()
+                h.update(f"{f.name}:{len(data)}\n".encode())
+                if sample is None or len(data) <= sample[1]:
+                    h.update(data)
+                else:
+                    step = (len(data) - sample[0]) // 255
+                    h.update(b"".join(data[i * step:i * step + sample[0]] for i in range(256)))
+        return f"local:{h.hexdigest()[:16]}"
+
+    folder = shutil.copytree(env["sae_dir"], tmp_path / "saes")
+    assert models.local_sae_id(folder) == models.sae_id(None, folder) == by_hand(folder)
+    assert models.local_sae_id(env["sae_dir"]) == by_hand(folder)  # another path, the same SAEs
+    monkeypatch.setattr(models, "SAE_FULL_HASH", 1000)
+    monkeypatch.setattr(models, "SAE_SAMPLE_BYTES", 16)
+    models._local_sae_id.cache_clear()
+    assert models.local_sae_id(folder) == by_hand(folder, (16, 1000)) != by_hand(folder)
+    models._local_sae_id.cache_clear()
+
+
+def test_runs_follow_their_saes_when_the_store_moves(env, tmp_path):
+    """A store copied elsewhere with its SAE folder re-uses its runs through the new folder, also where the runs
+    recorded the old absolute folder path (stores written before content identities); SAEs retrained in place
+    match none of them."""
+    store = shutil.copytree(env["store"], tmp_path / "store")
+    saes = shutil.copytree(env["sae_dir"], tmp_path / "moved-saes")
+    before = {m["run_id"] for m in all_manifests(ensure_store(store))}
+
+    def used(name: str) -> set[str]:
+        classify(opts(env, store=str(store), name=name, model=str(env["model_dir"]), local_sae_dir=str(saes)))
+        with open_store(store) as st:
+            return set(st.sql("SELECT DISTINCT run_id FROM classify_docs WHERE name = ?", [name])["run_id"].to_list())
+
+    assert len(used("moved")) == len(LANGS) and used("moved-2") <= before
+    records = {path: path.read_text() for path in (store / "runs").glob("[!_]*.json")}
+    for path, text in records.items():
+        record = json.loads(text)
+        assert record["sae_model"] == models.local_sae_id(saes)
+        path.write_text(json.dumps({**record, "sae_model": str(saes.resolve())}))  # as older stores recorded it
+    assert used("legacy") <= before
+    assert {m["run_id"] for m in all_manifests(ensure_store(store))} == before
+    for path, text in records.items():  # a recorded path names whatever the folder holds now: back to content ids
+        path.write_text(text)
+    weights = next(saes.glob("*/sae.safetensors"))
+    tensors = load_file(weights)
+    key = next(iter(tensors))
+    tensors[key] = tensors[key] + 1.0
+    save_file(tensors, weights)
+    retrained = used("retrained")
+    assert not retrained & before and len(retrained) == len(LANGS)
 
 
 def test_bad_options_raise_one_line_errors(env):

@@ -34,7 +34,16 @@ from langfeat import langs
 from langfeat.errors import UsageError
 from langfeat.features import FeatureSource, load_feature_set
 from langfeat.layers import mlp_path, mlp_specs, parse_option
-from langfeat.models import base_prefix, check_sae_source, load_model, model_id, model_names, sae_id, tokenize
+from langfeat.models import (
+    base_prefix,
+    canonical_sae_id,
+    check_sae_source,
+    load_model,
+    model_id,
+    model_names,
+    sae_id,
+    tokenize,
+)
 from langfeat.options import ClassifyOptions, stored
 from langfeat.store.runs import ORIGIN_KEY
 
@@ -159,10 +168,11 @@ def find_run(manifests: Sequence[dict[str, Any]], source: Any, layers: Sequence[
         )
         if not same_rows or not set(layers) <= set(m.get(unit_layers) or m.get("layers") or []):
             continue
-        if (want_model and m.get("model") not in want_model) or (want_sae and m.get("sae_model") != want_sae):
+        if (want_model and m.get("model") not in want_model) or (
+                want_sae and canonical_sae_id(m.get("sae_model")) != want_sae):
             continue
         hits.append(m)
-    pairs = {(m["model"], m["sae_model"] if kind == "sae" else "neurons") for m in hits}
+    pairs = {(m["model"], canonical_sae_id(m["sae_model"]) if kind == "sae" else "neurons") for m in hits}
     if len(pairs) > 1:
         listed = "; ".join(f"{a} + {b}" for a, b in sorted(pairs))
         raise UsageError(f"runs of several models/SAEs cover {source.config} ({listed}): pass --model and "
