@@ -210,3 +210,29 @@ def test_gemma3_loads_and_hooks_every_layer():
     config = transformers.AutoConfig.from_pretrained(models.cached_source("gemma3-270m"))
     assert (config.model_type, config.num_hidden_layers, config.hidden_size, config.intermediate_size) == (
         "gemma3_text", 18, 640, 2048)
+
+
+def test_conversion_parses_each_gguf_once_into_the_same_fields_and_tensors(tmp_path):
+    import gguf
+    import numpy as np
+
+    path = tmp_path / "tiny.gguf"
+    writer = gguf.GGUFWriter(str(path), "llama")
+    writer.add_string("general.name", "tiny")
+    writer.add_token_list([f"tok{i}" for i in range(50)])
+    weights = {"a": np.arange(12, dtype=np.float32).reshape(3, 4), "b": np.linspace(-1, 1, 8, dtype=np.float32)}
+    for name, array in weights.items():
+        writer.add_tensor(name, array)
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    plain = gguf.GGUFReader(path)
+    with models._one_gguf_parse():
+        first, again = gguf.GGUFReader(path), gguf.GGUFReader(str(path))
+        assert first is again and type(first.data) is np.ndarray and type(plain.data) is np.memmap
+    assert gguf.GGUFReader is not type(first) and isinstance(gguf.GGUFReader(path).data, np.memmap)  # restored
+    assert list(first.fields) == list(plain.fields)
+    for key, field in plain.fields.items():
+        assert [p.tobytes() for p in first.fields[key].parts] == [p.tobytes() for p in field.parts], key
+    assert [(t.name, t.data.tolist()) for t in first.tensors] == [(n, a.tolist()) for n, a in weights.items()]
