@@ -28,6 +28,7 @@ import contextlib
 import json
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -361,18 +362,23 @@ def nu_probe_step(config: DemoConfig) -> bool:
         identify_named(config.store, algorithm="nu", layers=[config.sae_pattern], top=NU_TOP, name=NU_SET,
                        dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs])
         did = True
-    for name, k in PROBE_RESULTS.items():
-        if _has_result(config, "classify_docs", name):
-            continue
-        classify(ClassifyOptions(
-            dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="sae-probe", model=config.model,
-            local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch, max_length=config.max_length,
-            store=config.store, name=name, device=config.device, max_features_per_language=k,
-            train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
-            probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER, probe_c=PROBE_C,
-        ))
-        did = True
-    did = neuron_probe_step(config) or did
+    # the neuron probe beside the SAE probes: scikit-learn's saga releases the GIL, so its fit (about a minute on
+    # one core) runs on another core while the SAE probes are built and fitted; results go to separate names
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        neurons = pool.submit(neuron_probe_step, config)
+        for name, k in PROBE_RESULTS.items():
+            if _has_result(config, "classify_docs", name):
+                continue
+            classify(ClassifyOptions(
+                dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="sae-probe", model=config.model,
+                local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch,
+                max_length=config.max_length, store=config.store, name=name, device=config.device,
+                max_features_per_language=k,
+                train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+                probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER, probe_c=PROBE_C,
+            ))
+            did = True
+        did = neurons.result() or did
     return did
 
 

@@ -204,18 +204,19 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
     args = "?, layers := ?, value := ?, window_size := ?, window_stride := ?"
     params = [ids, [int(x) for x in layers], value, window, stride]
     if k is None:
-        cells = store.sql(f"SELECT doc_id, win, layer, feature, x FROM probe_doc_units({args})", params)
-    else:
+        cells = store.sql(f"SELECT doc_id, win, layer, feature, x, true AS keep FROM probe_doc_units({args})",
+                          params)
+    else:  # every cell, flagged where its unit is among a language's first k (the windows are those of all cells)
         cells = store.sql(
             f"WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_mean_diff({args}) WHERE rank <= ?) "
-            f"SELECT p.doc_id, p.win, p.layer, p.feature, p.x FROM probe_doc_units({args}) p "
-            "JOIN chosen USING (layer, feature)", [*params, int(k), *params])
+            f"SELECT p.doc_id, p.win, p.layer, p.feature, p.x, c.layer IS NOT NULL AS keep "
+            f"FROM probe_doc_units({args}) p LEFT JOIN chosen c USING (layer, feature)", [*params, int(k), *params])
     if window is None:
         examples = _whole_documents(docs)
-    else:  # the windows that exist (probe_doc_units)
-        examples = (store.sql(f"SELECT DISTINCT doc_id, win FROM probe_doc_units({args})", params)
+    else:  # the windows that exist: those probe_doc_units has a row for
+        examples = (cells.select("doc_id", "win").unique()
                     .join(docs.select("doc_id", "lang"), on="doc_id").sort("lang", "doc_id", "win"))
-    return _assemble(cells, examples, lang_list,
+    return _assemble(cells.filter("keep"), examples, lang_list,
                      "no SAE feature fired in the training documents at these layers: check --layer")
 
 
