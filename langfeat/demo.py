@@ -525,7 +525,7 @@ def summarise(config: DemoConfig, sae_stats: list[SaeStats], check_rows: list[di
     """Read the summary's numbers from the store."""
     from langfeat.store import open_store
 
-    with open_store(config.store) as st:
+    with open_store(config.store) as st, st.materialized("classify_votes"):  # the LID tables both read it
         features = st.sql(
             "SELECT lang, count(*) FILTER (WHERE name = ?) AS sae, count(*) FILTER (WHERE name = ?) AS neurons "
             "FROM feature_sets WHERE name IN (?, ?) GROUP BY lang ORDER BY lang",

@@ -603,7 +603,7 @@ def write_html_report(
             raise UsageError(f"{what} must be ≥ 0, got {value}")
     from langfeat import __version__
 
-    with opened(store) as st:
+    with opened(store) as st, st.materialized("classify_votes"):  # read by three sections' views
         folder = _out_dir(out, st.root)
         sections, n_figures = _sections(st, top, contexts, window, None if tokenizer is None else str(tokenizer))
         html = _render({

@@ -172,6 +172,25 @@ def test_counts_views(populated):
         assert nc.sort("layer", "neuron")["neuron"].to_list() == [5, 3, 4]
 
 
+def test_materialized_views_are_computed_once_and_read_by_the_views_above(populated):
+    layout, _made = populated
+    with open_store(layout.root) as store:
+        before = store.sql("SELECT * FROM docs ORDER BY ALL")
+        with store.materialized("runs") as same:
+            assert same is store
+            assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 1
+            add_run(layout, "fr", "flores", ["bonjour"], {0: [(0, 0, 2, 1.0)]})  # written meanwhile
+            assert store.sql("SELECT * FROM docs ORDER BY ALL").equals(before)  # docs reads the computed runs
+            assert "fr" not in store.runs()["lang"].to_list()
+        assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 0
+        assert store.sql("SELECT lang FROM docs WHERE lang = 'fr'")["lang"].to_list() == ["fr"]
+        with pytest.raises(RuntimeError), store.materialized("runs"):
+            raise RuntimeError("dropped on the way out")
+        assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 0
+        with pytest.raises(UsageError, match="no view named 'nope'"), store.materialized("nope"):
+            pass
+
+
 def test_languages_view(populated):
     layout, _ = populated
     with open_store(layout.root) as store:

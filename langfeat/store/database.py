@@ -13,9 +13,10 @@ connection whose configuration is locked and that installs or loads no extension
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import duckdb
@@ -76,6 +77,24 @@ class Store:
             return pl.DataFrame() if rel is None else rel.pl()
         except duckdb.Error as exc:
             raise self.query_error(exc) from None
+
+    @contextlib.contextmanager
+    def materialized(self, *names: str) -> Iterator[Store]:
+        """Within the block, each of view ``names`` is computed once into a temporary table of the same name, which
+        every query and every view built on it reads instead (DuckDB resolves temporary objects first). For
+        read-only work that queries several views over an expensive one (the LID metrics, confusion and methods
+        all read ``classify_votes``, which scans the events); results written meanwhile are not seen."""
+        for name in names:
+            self._check_view(name)
+        made: list[str] = []
+        try:
+            for name in names:
+                self.con.execute(f'CREATE TEMP TABLE "{name}" AS SELECT * FROM main."{name}"')
+                made.append(name)
+            yield self
+        finally:
+            for name in made:
+                self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
 
     def query_error(self, exc: Exception) -> Exception:
         """A corrupt store file named with its fix (StoreError), else ``SQL error: …`` (UsageError)."""
