@@ -198,6 +198,40 @@ class Probe:
             self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
 
 
+def mlp_outputs(model, seqs: Sequence[Sequence[int]], layers: Sequence[int], batches: Sequence[Sequence[int]],
+                sink: Callable[[int, torch.Tensor], None], pad_id: int = 0, bos_id: int | None = None,
+                on_batch: Callable[[int], None] | None = None) -> int:
+    """Run the token-id lists ``seqs`` through ``model`` in ``batches`` (lists of indices into ``seqs``, e.g. from
+    :func:`plan_batches`) and hand ``sink(layer, out)`` each layer's MLP output at the real positions of the batch,
+    ``[positions, d_model]`` in batch order (padding and a leading BOS left out); ``on_batch(n_seqs)`` after each
+    batch. Returns the number of positions handed per layer. The one loop behind the DiffMean means and the
+    demo's held-out SAE measurements."""
+    from langfeat.layers import mlp_path
+    from langfeat.models import base_prefix
+
+    prefix = base_prefix(model)
+    device = next(model.parameters()).device
+    keep: list[torch.Tensor] = []
+
+    def reader(layer: int) -> Callable[[torch.Tensor], None]:
+        return lambda out: sink(layer, out[keep[-1]])
+
+    n_positions = 0
+    probe = Probe(model, [(mlp_path(prefix, layer), reader(layer)) for layer in layers])
+    with probe.attached():
+        for idx in batches:
+            input_ids, mask = pad_batch([seqs[i] for i in idx], pad_id, device)
+            sel = mask.bool()
+            if bos_id is not None:
+                sel[:, 0] &= input_ids[:, 0] != bos_id
+            keep.append(sel)
+            n_positions += int(sel.sum())
+            probe.run(input_ids, mask)
+            if on_batch is not None:
+                on_batch(len(idx))
+    return n_positions
+
+
 def probe_widths(model, paths: Sequence[str], token_id: int = 0) -> dict[str, int]:
     """The last dimension of each module's output, from a one-token forward that stops after the last one."""
     widths: dict[str, int] = {}

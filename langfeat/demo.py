@@ -190,30 +190,14 @@ def heldout_activations(model: Any, tokenizer: Any, texts: list[str], layers: tu
     """MLP outputs ``[tokens, d_model]`` per layer of ``texts`` (padding and the BOS position left out)."""
     import torch
 
-    from langfeat.activations import Probe, pad_batch
-    from langfeat.layers import mlp_path
-    from langfeat.models import base_prefix, tokenize
+    from langfeat.activations import mlp_outputs
+    from langfeat.models import tokenize
 
-    prefix = base_prefix(model)
     ids = tokenize(tokenizer, texts, max_length)
-    bos = tokenizer.bos_token_id
-    device = next(model.parameters()).device
     out: dict[int, list[torch.Tensor]] = {layer: [] for layer in layers}
-    keep: list[torch.Tensor] = []
-
-    def reader(layer: int) -> Callable[[torch.Tensor], None]:
-        return lambda t: out[layer].append(t.detach().float()[keep[-1]])
-
-    probe = Probe(model, [(mlp_path(prefix, layer), reader(layer)) for layer in layers])
-    with probe.attached():
-        for i in range(0, len(ids), batch):
-            chunk = ids[i:i + batch]
-            input_ids, mask = pad_batch(chunk, tokenizer.pad_token_id or 0, device)
-            sel = mask.bool()
-            if bos is not None:
-                sel &= ~((torch.arange(sel.shape[1], device=device) == 0) & (input_ids == bos))
-            keep.append(sel)
-            probe.run(input_ids, mask)
+    chunks = [list(range(i, min(i + batch, len(ids)))) for i in range(0, len(ids), batch)]
+    mlp_outputs(model, ids, layers, chunks, lambda layer, t: out[layer].append(t.detach().float()),
+                tokenizer.pad_token_id or 0, tokenizer.bos_token_id)
     return {layer: torch.cat(parts) for layer, parts in out.items()}
 
 

@@ -16,7 +16,7 @@ DiffMean (the difference of class means) is the simple baseline AxBench found to
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import polars as pl
@@ -36,46 +36,28 @@ def language_means(
     mean, n_tokens, n_docs``."""
     import torch
 
-    from langfeat.activations import Probe, pad_batch, plan_batches
-    from langfeat.layers import mlp_path
-    from langfeat.models import base_prefix
+    from langfeat.activations import mlp_outputs, plan_batches
 
-    prefix = base_prefix(model)
-    device = next(model.parameters()).device
     sums: dict[int, torch.Tensor] = {}
-    keep: list[torch.Tensor] = []
 
-    def reader(layer: int) -> Callable[[torch.Tensor], None]:
-        def read(out: torch.Tensor) -> None:
-            part = out[keep[-1]].to(torch.float64).sum(0)
-            sums[layer] = part if layer not in sums else sums[layer] + part
-        return read
+    def add(layer: int, out: torch.Tensor) -> None:
+        part = out.to(torch.float64).sum(0)
+        sums[layer] = part if layer not in sums else sums[layer] + part
 
-    probe = Probe(model, [(mlp_path(prefix, layer), reader(layer)) for layer in layers])
     total = sum(len(v) for v in docs.values())
     task = progress.add_task("diffmean", total=total) if progress is not None else None
     rows = []
-    with probe.attached():
-        for lang, seqs in docs.items():
-            sums.clear()
-            n_tokens = 0
-            for idx in plan_batches([len(s) for s in seqs], batch):
-                input_ids, mask = pad_batch([seqs[i] for i in idx], pad_id, device)
-                sel = mask.bool()
-                if bos_id is not None:
-                    sel[:, 0] &= input_ids[:, 0] != bos_id
-                keep.append(sel)
-                n_tokens += int(sel.sum())
-                probe.run(input_ids, mask)
-                if progress is not None:
-                    progress.advance(task, len(idx))
-            if n_tokens == 0:
-                raise UsageError(f"the stored documents of {lang} have no token besides BOS: ingest longer texts")
-            n_docs = sum(1 for s in seqs if s)
-            for layer in layers:
-                mean = (sums[layer] / n_tokens).cpu().tolist()
-                rows.append(pl.DataFrame({"lang": lang, "layer": layer, "dim": range(len(mean)), "mean": mean,
-                                          "n_tokens": n_tokens, "n_docs": n_docs}))
+    for lang, seqs in docs.items():
+        sums.clear()
+        n_tokens = mlp_outputs(model, seqs, layers, plan_batches([len(s) for s in seqs], batch), add, pad_id, bos_id,
+                               on_batch=None if progress is None else lambda n: progress.advance(task, n))
+        if n_tokens == 0:
+            raise UsageError(f"the stored documents of {lang} have no token besides BOS: ingest longer texts")
+        n_docs = sum(1 for s in seqs if s)
+        for layer in layers:
+            mean = (sums[layer] / n_tokens).cpu().tolist()
+            rows.append(pl.DataFrame({"lang": lang, "layer": layer, "dim": range(len(mean)), "mean": mean,
+                                      "n_tokens": n_tokens, "n_docs": n_docs}))
     return pl.concat(rows).cast({"layer": pl.Int32, "dim": pl.Int32, "n_tokens": pl.Int64, "n_docs": pl.Int64})
 
 
