@@ -129,11 +129,21 @@ def test_bad_corpus_names_are_one_line_errors(dataset, lang, message):
 
 def test_wheel_package_data_covers_every_shipped_file():
     cfg = tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]
-    assert "langfeat.corpus" in cfg["packages"]
-    patterns = cfg["package-data"]["langfeat.corpus"]
+    # package -> its folder relative to langfeat/corpus, for every listed package at or below langfeat.corpus
+    folders = {pkg: pkg.removeprefix("langfeat.corpus").lstrip(".").replace(".", "/") for pkg in cfg["packages"]
+               if pkg == "langfeat.corpus" or pkg.startswith("langfeat.corpus.")}
     shipped = [p.relative_to(FILES.parent).as_posix() for p in FILES.rglob("*") if p.is_file()]
     assert len(shipped) == 2 * 15 + 3
-    assert all(any(fnmatch(f, pat) for pat in patterns) for f in shipped)
+
+    def covered(path: str) -> bool:
+        for pkg, folder in folders.items():
+            rel = path.removeprefix(f"{folder}/") if folder else path
+            if (not folder or path.startswith(f"{folder}/")) and any(
+                    fnmatch(rel, pat) for pat in cfg["package-data"].get(pkg, [])):
+                return True
+        return False
+
+    assert [f for f in shipped if not covered(f)] == []
 
 
 @pytest.mark.skipif(not (DATA / "udhr").exists(), reason="needs shared/data/udhr")
