@@ -4,12 +4,15 @@
 -- instead of failing every query (`langfeat verify` names it); columns are typed explicitly so the view works
 -- with zero runs; runs/_schema.json is a placeholder row.
 -- inputs: runs/*.json (source)
--- model is a name --model accepts as is; model_description (optional) says what a named model is.
+-- model is a name --model accepts as is; model_description (optional) says what a named model is; sae_model is
+-- the SAE's identity (hub id, or local:<hash> of a local folder's content) and sae_path where that folder was when
+-- the run was ingested (NULL for hub SAEs and runs written before it was recorded).
 CREATE OR REPLACE VIEW runs AS
 WITH manifests AS (
     SELECT CASE WHEN json_valid(content) THEN json_transform(content, '{
         "run_id": "VARCHAR", "run_num": "INTEGER", "kind": "VARCHAR", "role": "VARCHAR", "status": "VARCHAR",
-        "model": "VARCHAR", "model_description": "VARCHAR", "sae_model": "VARCHAR", "neurons": "BOOLEAN",
+        "model": "VARCHAR", "model_description": "VARCHAR", "sae_model": "VARCHAR", "sae_path": "VARCHAR",
+        "neurons": "BOOLEAN",
         "neuron_docs": "BOOLEAN",
         "dataset": "VARCHAR", "config": "VARCHAR", "split": "VARCHAR", "start": "BIGINT", "end": "BIGINT",
         "text_column": "VARCHAR", "template": "VARCHAR", "source_path": "VARCHAR",
@@ -23,7 +26,7 @@ WITH manifests AS (
 )
 SELECT
     m.run_id, m.run_num, m.kind, m.status,
-    m.model, m.model_description, m.sae_model, m.neurons,
+    m.model, m.model_description, m.sae_model, m.sae_path, m.neurons,
     coalesce(m.neuron_docs, false) AS neuron_docs,  -- per-document neuron values stored (ingest --neuron-docs)
     m.dataset, m.config, m.split, m."start", m."end", m.text_column, m.template, m.source_path,
     m.lang, m.lang_name,

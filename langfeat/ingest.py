@@ -155,6 +155,7 @@ def _manifest(source: datamod.TextSource, config: IngestConfig, plan: Plan, mode
         model=model_name,
         model_description=model_description(config.model, config.gguf_file),
         sae_model=sae_id(config.sae_model, config.local_sae_dir) if plan.saes else None,
+        sae_path=str(Path(config.local_sae_dir).expanduser().resolve()) if plan.saes and config.local_sae_dir else None,
         dataset=source.dataset,
         split=source.split,
         config=source.config,

@@ -303,6 +303,7 @@ def test_runs_follow_their_saes_when_the_store_moves(env, tmp_path):
     for path, text in records.items():
         record = json.loads(text)
         assert record["sae_model"] == models.local_sae_id(saes)
+        assert record["sae_path"] == str(env["sae_dir"].resolve())  # where the folder was at ingestion
         path.write_text(json.dumps({**record, "sae_model": str(saes.resolve())}))  # as older stores recorded it
     assert used("legacy") <= before
     assert {m["run_id"] for m in all_manifests(ensure_store(store))} == before
@@ -315,6 +316,9 @@ def test_runs_follow_their_saes_when_the_store_moves(env, tmp_path):
     save_file(tensors, weights)
     retrained = used("retrained")
     assert not retrained & before and len(retrained) == len(LANGS)
+    with open_store(store) as st:
+        paths = st.sql("SELECT DISTINCT sae_path FROM runs WHERE list_contains(?, run_id)", [sorted(retrained)])
+    assert paths["sae_path"].to_list() == [str(saes.resolve())]
 
 
 def test_bad_options_raise_one_line_errors(env):

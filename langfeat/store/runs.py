@@ -78,6 +78,7 @@ class RunManifest:
     template: str | None = None
     text_column: str | None = None
     sae_model: str | None = None
+    sae_path: str | None = None  # where a local SAE folder was at ingestion (sae_model is its content identity)
     neurons: bool = False
     neuron_docs: bool = False  # per-document neuron values (neuron_docs) stored too
     layers: list[int] = field(default_factory=list)
