@@ -372,8 +372,13 @@ def local_sae_id(local_sae_dir: str | os.PathLike) -> str:
     ``cfg.json`` and weights, not the folder's path or name. It survives moving, renaming or copying the folder (and
     the store beside it), and changes when an SAE is retrained in place."""
     folder = Path(local_sae_dir).expanduser().resolve()
-    stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.glob("*/*")) if p.is_file())
-    return _local_sae_id(folder, stamp)
+    try:
+        stamp = tuple((str(p), p.stat().st_size, p.stat().st_mtime_ns) for p in sorted(folder.glob("*/*"))
+                      if p.is_file())
+        return _local_sae_id(folder, stamp)
+    except OSError as exc:
+        raise UsageError(f"cannot read SAE folder {folder} ({exc.strerror or exc}): check its files' permissions, "
+                         "or pass another --local-sae-dir") from None
 
 
 def sae_id(sae_model: str | None, local_sae_dir: str | os.PathLike | None) -> str | None:

@@ -6,6 +6,7 @@ import hashlib
 import json
 import shutil
 from collections import Counter, defaultdict
+from pathlib import Path
 
 import fasttext
 import numpy as np
@@ -283,6 +284,16 @@ def test_local_sae_id_is_a_hash_of_every_hookpoints_files(env, tmp_path, monkeyp
     models._local_sae_id.cache_clear()
     assert models.local_sae_id(folder) == by_hand(folder, (16, 1000)) != by_hand(folder)
     models._local_sae_id.cache_clear()
+    real_open = Path.open
+
+    def unreadable(self, *args, **kwargs):
+        if self.suffix == ".safetensors":
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", unreadable)
+    with pytest.raises(UsageError, match=r"^cannot read SAE folder .*saes \(Permission denied\): check"):
+        models.local_sae_id(folder)
 
 
 def test_runs_follow_their_saes_when_the_store_moves(env, tmp_path):
