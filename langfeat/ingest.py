@@ -31,15 +31,14 @@ from langfeat.errors import StoreError, UsageError
 from langfeat.layers import LayerSpec, mlp_path, parse_option
 from langfeat.models import (
     base_prefix,
-    check_sae_source,
     load_model,
     load_saes,
     model_description,
     model_id,
-    sae_id,
     tokenize,
 )
 from langfeat.options import ENGINES, IngestConfig, flag
+from langfeat.sae_identity import check_sae_source, sae_id
 from langfeat.store import runs
 from langfeat.store.layout import Layout, doc_id
 from langfeat.store.runs import RunManifest

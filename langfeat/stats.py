@@ -116,17 +116,15 @@ def _model_names(model: str) -> list[str]:
 
 
 def _canonical_saes(runs: pl.DataFrame) -> pl.DataFrame:
-    """``runs`` with legacy SAE folder paths replaced by the folder's content identity (``models.canonical_sae_id``;
-    torch is imported only for such a store)."""
-    import os
+    """``runs`` with legacy SAE folder paths replaced by the folder's content identity
+    (:func:`langfeat.sae_identity.canonical_sae_id`)."""
+    from langfeat.sae_identity import canonical_sae_id
 
-    legacy = [v for v in runs["sae_model"].drop_nulls().unique().to_list() if os.path.isabs(v)] \
-        if "sae_model" in runs.columns else []
-    if not legacy:
+    if "sae_model" not in runs.columns:
         return runs
-    from langfeat.models import canonical_sae_id
-
-    return runs.with_columns(pl.col("sae_model").replace({v: canonical_sae_id(v) for v in legacy}))
+    names = runs["sae_model"].drop_nulls().unique().to_list()
+    renamed = {v: c for v in names if (c := canonical_sae_id(v)) != v}
+    return runs.with_columns(pl.col("sae_model").replace(renamed)) if renamed else runs
 
 
 def select_runs(

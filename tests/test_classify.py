@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from conftest import flores_lines
-from langfeat import lid, models
+from langfeat import lid, sae_identity
 from langfeat.cli import app
 from langfeat.errors import UsageError
 from langfeat.experiments.classify import ClassifyOptions, classify, compare, confusion, metrics
@@ -277,13 +277,13 @@ def test_local_sae_id_is_a_hash_of_every_hookpoints_files(env, tmp_path, monkeyp
         return f"local:{h.hexdigest()[:16]}"
 
     folder = shutil.copytree(env["sae_dir"], tmp_path / "saes")
-    assert models.local_sae_id(folder) == models.sae_id(None, folder) == by_hand(folder)
-    assert models.local_sae_id(env["sae_dir"]) == by_hand(folder)  # another path, the same SAEs
-    monkeypatch.setattr(models, "SAE_FULL_HASH", 1000)
-    monkeypatch.setattr(models, "SAE_SAMPLE_BYTES", 16)
-    models._local_sae_id.cache_clear()
-    assert models.local_sae_id(folder) == by_hand(folder, (16, 1000)) != by_hand(folder)
-    models._local_sae_id.cache_clear()
+    assert sae_identity.local_sae_id(folder) == sae_identity.sae_id(None, folder) == by_hand(folder)
+    assert sae_identity.local_sae_id(env["sae_dir"]) == by_hand(folder)  # another path, the same SAEs
+    monkeypatch.setattr(sae_identity, "SAE_FULL_HASH", 1000)
+    monkeypatch.setattr(sae_identity, "SAE_SAMPLE_BYTES", 16)
+    sae_identity._local_sae_id.cache_clear()
+    assert sae_identity.local_sae_id(folder) == by_hand(folder, (16, 1000)) != by_hand(folder)
+    sae_identity._local_sae_id.cache_clear()
     real_open = Path.open
 
     def unreadable(self, *args, **kwargs):
@@ -293,7 +293,7 @@ def test_local_sae_id_is_a_hash_of_every_hookpoints_files(env, tmp_path, monkeyp
 
     monkeypatch.setattr(Path, "open", unreadable)
     with pytest.raises(UsageError, match=r"^cannot read SAE folder .*saes \(Permission denied\): check"):
-        models.local_sae_id(folder)
+        sae_identity.local_sae_id(folder)
 
 
 def test_runs_follow_their_saes_when_the_store_moves(env, tmp_path):
@@ -313,7 +313,7 @@ def test_runs_follow_their_saes_when_the_store_moves(env, tmp_path):
     records = {path: path.read_text() for path in (store / "runs").glob("[!_]*.json")}
     for path, text in records.items():
         record = json.loads(text)
-        assert record["sae_model"] == models.local_sae_id(saes)
+        assert record["sae_model"] == sae_identity.local_sae_id(saes)
         assert record["sae_path"] == str(env["sae_dir"].resolve())  # where the folder was at ingestion
         path.write_text(json.dumps({**record, "sae_model": str(saes.resolve())}))  # as older stores recorded it
     assert used("legacy") <= before

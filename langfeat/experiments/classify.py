@@ -36,15 +36,13 @@ from langfeat.features import FeatureSource, load_feature_set
 from langfeat.layers import mlp_path, mlp_specs, parse_option
 from langfeat.models import (
     base_prefix,
-    canonical_sae_id,
-    check_sae_source,
     load_model,
     model_id,
     model_names,
-    sae_id,
     tokenize,
 )
 from langfeat.options import ClassifyOptions, stored
+from langfeat.sae_identity import canonical_sae_id, check_sae_source, sae_id
 from langfeat.store.runs import ORIGIN_KEY
 
 CLASSIFIERS = ("sae-count", "sae-min-max", "sae-norm", "sae-probe", "neuron-probe", "neuron-count", "fasttext")
