@@ -182,6 +182,9 @@ def test_materialized_views_are_computed_once_and_read_by_the_views_above(popula
             add_run(layout, "fr", "flores", ["bonjour"], {0: [(0, 0, 2, 1.0)]})  # written meanwhile
             assert store.sql("SELECT * FROM docs ORDER BY ALL").equals(before)  # docs reads the computed runs
             assert "fr" not in store.runs()["lang"].to_list()
+            with store.materialized("runs"):  # nested: the enclosing block's table is shared, not made again
+                assert "fr" not in store.runs()["lang"].to_list()
+            assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 1
         assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 0
         assert store.sql("SELECT lang FROM docs WHERE lang = 'fr'")["lang"].to_list() == ["fr"]
         with pytest.raises(RuntimeError), store.materialized("runs"):

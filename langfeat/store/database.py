@@ -83,12 +83,16 @@ class Store:
         """Within the block, each of view ``names`` is computed once into a temporary table of the same name, which
         every query and every view built on it reads instead (DuckDB resolves temporary objects first). For
         read-only work that queries several views over an expensive one (the LID metrics, confusion and methods
-        all read ``classify_votes``, which scans the events); results written meanwhile are not seen."""
+        all read ``classify_votes``, which scans the events); results written meanwhile are not seen. Nested blocks
+        share a view already computed by an enclosing one, which drops it when it ends."""
         for name in names:
             self._check_view(name)
         made: list[str] = []
         try:
             for name in names:
+                if self.con.execute("SELECT count(*) FROM duckdb_tables() WHERE temporary AND table_name = ?",
+                                    [name]).fetchall()[0][0]:
+                    continue
                 self.con.execute(f'CREATE TEMP TABLE "{name}" AS SELECT * FROM main."{name}"')
                 made.append(name)
             yield self
