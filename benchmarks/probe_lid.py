@@ -2,7 +2,7 @@
 of training text, beside fastText on the same texts, on a finished demo store (run ``make demo`` first).
 
     .venv/bin/python benchmarks/probe_lid.py [--store demo-store] [--only N ...] [--flores DIR] [--flores-docs 40]
-                                             [--ntrex DIR] [--ntrex-docs 300]
+                                             [--ntrex DIR] [--ntrex-docs 300] [--ui DIR]
 
 Every variant is ``classify --classifier-type sae-probe`` (k = all, value count) scored on the demo's 300 UDHR
 segments and, for the variants marked so, on FLORES-200 devtest sentences (``--flores``: a folder of
@@ -12,7 +12,9 @@ none of the settings were chosen on. The variants differ in the class weights (`
 that split plus the synthetic ``train`` split (the SAEs' training text, three times as much text in all), or that
 split plus human-written news: the first ``--ntrex-docs`` sentences a language of NTREX-128 (``--ntrex``: the folder
 of ``newstest2019-ref.<code>.txt`` files; default ``$LANGFEAT_SHARED/data/ntrex128`` when it exists), a third
-source, neither UDHR nor FLORES. This benchmark ingests the extra text as more identification runs. The store is
+source, neither UDHR nor FLORES; or that split plus human-translated software interface messages (``--ui``: the
+folder ``benchmarks/ui_text.py`` writes, ``<lang>.txt`` from the Django, Wagtail and Sphinx catalogs). This
+benchmark ingests the extra text as more identification runs. The store is
 copied to a temporary folder first, so the demo store is left as it was; the SAEs are read where the demo trained
 them (``<store>-saes``).
 
@@ -50,7 +52,7 @@ NTREX_CODES = {"en": "eng-US", "de": "deu", "fr": "fra", "it": "ita", "pt": "por
 @dataclass(frozen=True)
 class Variant:
     label: str
-    extra: str  # training text beside the identification split: "" | "train" (synthetic) | "ntrex" (news)
+    extra: str  # training text beside the identification split: "" | "train" (synthetic) | "ntrex" (news) | "ui"
     window: int
     stride: int
     c: float
@@ -68,6 +70,9 @@ VARIANTS = (
     Variant("+ train split, balanced, C = 0.1, windows 24/12", "train", 24, 12, 0.1, "balanced", 30, flores=True),
     Variant("+ NTREX news, balanced, C = 0.3", "ntrex", 32, 16, 0.3, "balanced", 50, flores=True),
     Variant("+ NTREX news, balanced, C = 1", "ntrex", 32, 16, 1.0, "balanced", 50, flores=True),
+    Variant("+ UI messages, balanced, C = 0.1", "ui", 32, 16, 0.1, "balanced", 50, flores=True),
+    Variant("+ UI messages, balanced, C = 0.3", "ui", 32, 16, 0.3, "balanced", 50, flores=True),
+    Variant("+ UI messages, balanced, C = 1", "ui", 32, 16, 1.0, "balanced", 50, flores=True),
 )
 
 
@@ -99,6 +104,8 @@ def main() -> None:
     parser.add_argument("--ntrex", type=Path, default=news if news.is_dir() else None,
                         help="folder of NTREX-128 newstest2019-ref.<code>.txt files (default: $LANGFEAT_SHARED's)")
     parser.add_argument("--ntrex-docs", type=int, default=300, help="NTREX sentences per language (default 300)")
+    parser.add_argument("--ui", type=Path, default=None,
+                        help="folder of <lang>.txt interface messages (benchmarks/ui_text.py writes it)")
     args = parser.parse_args()
     config = DemoConfig(store=str(Path(args.store).resolve()))
     if not (Path(config.store) / "results" / "classify_docs" / f"name={FASTTEXT}").exists():
@@ -108,10 +115,15 @@ def main() -> None:
     if args.ntrex is None and any(v.extra == "ntrex" for _, v in chosen):
         chosen = [(i, v) for i, v in chosen if v.extra != "ntrex"]
         print("no NTREX-128 folder (--ntrex or $LANGFEAT_SHARED): the + NTREX variants are skipped")
+    if args.ui is None and any(v.extra == "ui" for _, v in chosen):
+        chosen = [(i, v) for i, v in chosen if v.extra != "ui"]
+        print("no interface-message folder (--ui, from benchmarks/ui_text.py): the + UI variants are skipped")
     extras = {"train": (TRAIN, langs, None)}  # extra text -> (dataset, configs, end)
     if args.ntrex is not None:
         extras["ntrex"] = (f"{args.ntrex}/newstest2019-ref.{{lang}}.txt", [NTREX_CODES[lang] for lang in langs],
                            args.ntrex_docs)
+    if args.ui is not None:
+        extras["ui"] = (f"{args.ui.resolve()}/{{lang}}.txt", langs, None)
     sources = {"udhr": (corpus.PLAN["eval"], langs, config.eval_docs)}
     if args.flores is not None:
         sources["flores"] = (f"{args.flores}/{{lang}}.devtest.gz", [FLORES_CODES[lang] for lang in langs],
