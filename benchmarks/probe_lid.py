@@ -13,8 +13,8 @@ that split plus the synthetic ``train`` split (the SAEs' training text, three ti
 split plus human-written news: the first ``--ntrex-docs`` sentences a language of NTREX-128 (``--ntrex``: the folder
 of ``newstest2019-ref.<code>.txt`` files; default ``$LANGFEAT_SHARED/data/ntrex128`` when it exists), a third
 source, neither UDHR nor FLORES; or that split plus human-translated software interface messages (``--ui``: the
-folder ``benchmarks/ui_text.py`` writes, ``<lang>.txt`` from the Django, Wagtail and Sphinx catalogs). This
-benchmark ingests the extra text as more identification runs. The store is
+folder ``benchmarks/ui_text.py`` writes, ``<lang>.txt`` from the Django, Wagtail and Sphinx catalogs), or several of
+these together. This benchmark ingests the extra text as more identification runs. The store is
 copied to a temporary folder first, so the demo store is left as it was; the SAEs are read where the demo trained
 them (``<store>-saes``).
 
@@ -52,7 +52,8 @@ NTREX_CODES = {"en": "eng-US", "de": "deu", "fr": "fra", "it": "ita", "pt": "por
 @dataclass(frozen=True)
 class Variant:
     label: str
-    extra: str  # training text beside the identification split: "" | "train" (synthetic) | "ntrex" (news) | "ui"
+    extra: str  # training text beside the identification split: "" | "train" (synthetic) | "ntrex" (news) | "ui",
+    # or several joined by "+"
     window: int
     stride: int
     c: float
@@ -73,6 +74,7 @@ VARIANTS = (
     Variant("+ UI messages, balanced, C = 0.1", "ui", 32, 16, 0.1, "balanced", 50, flores=True),
     Variant("+ UI messages, balanced, C = 0.3", "ui", 32, 16, 0.3, "balanced", 50, flores=True),
     Variant("+ UI messages, balanced, C = 1", "ui", 32, 16, 1.0, "balanced", 50, flores=True),
+    Variant("+ train split + UI messages, balanced, C = 0.3", "train+ui", 32, 16, 0.3, "balanced", 50, flores=True),
 )
 
 
@@ -112,11 +114,11 @@ def main() -> None:
         raise SystemExit(f"{args.store} holds no finished demo (no {FASTTEXT} result): run `make demo` first")
     langs = list(config.langs)
     chosen = [(i, v) for i, v in enumerate(VARIANTS) if args.only is None or i in args.only]
-    if args.ntrex is None and any(v.extra == "ntrex" for _, v in chosen):
-        chosen = [(i, v) for i, v in chosen if v.extra != "ntrex"]
+    if args.ntrex is None and any("ntrex" in v.extra.split("+") for _, v in chosen):
+        chosen = [(i, v) for i, v in chosen if "ntrex" not in v.extra.split("+")]
         print("no NTREX-128 folder (--ntrex or $LANGFEAT_SHARED): the + NTREX variants are skipped")
-    if args.ui is None and any(v.extra == "ui" for _, v in chosen):
-        chosen = [(i, v) for i, v in chosen if v.extra != "ui"]
+    if args.ui is None and any("ui" in v.extra.split("+") for _, v in chosen):
+        chosen = [(i, v) for i, v in chosen if "ui" not in v.extra.split("+")]
         print("no interface-message folder (--ui, from benchmarks/ui_text.py): the + UI variants are skipped")
     extras = {"train": (TRAIN, langs, None)}  # extra text -> (dataset, configs, end)
     if args.ntrex is not None:
@@ -137,7 +139,7 @@ def main() -> None:
             classify(ClassifyOptions(dataset=dataset, langs=codes, classifier="fasttext", end=end, store=store,
                                      name="bench-fasttext-flores"))
             fasttext["flores"] = accuracy(store, "bench-fasttext-flores")
-        for extra in sorted({v.extra for _, v in chosen} - {""}):
+        for extra in sorted({part for _, v in chosen for part in v.extra.split("+")} - {""}):
             dataset, codes, end = extras[extra]
             seconds = ingest_extra(store, config, dataset, codes, end)
             print(f"ingest of the {extra} text (SAE features): {seconds:.0f} s")
@@ -145,8 +147,8 @@ def main() -> None:
               f"{'fastText':>8} {'seconds':>7}")
         for i, v in chosen:
             configs = [f"{corpus.PLAN['identify']}:{lang}" for lang in langs]
-            if v.extra:
-                dataset, codes, _ = extras[v.extra]
+            for part in filter(None, v.extra.split("+")):
+                dataset, codes, _ = extras[part]
                 configs += [f"{dataset}:{code}" for code in codes]
             got: dict[str, float] = {}
             seconds = 0.0
