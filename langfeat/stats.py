@@ -15,6 +15,7 @@ import polars as pl
 
 from langfeat import langs
 from langfeat.errors import UsageError
+from langfeat.sae_identity import canonical_sae_id
 
 __all__ = [
     "KINDS", "feature_set", "language_totals", "opened", "parse_dataset_configs", "run_ids", "select_runs",
@@ -118,8 +119,6 @@ def _model_names(model: str) -> list[str]:
 def _canonical_saes(runs: pl.DataFrame) -> pl.DataFrame:
     """``runs`` with legacy SAE folder paths replaced by the folder's content identity
     (:func:`langfeat.sae_identity.canonical_sae_id`)."""
-    from langfeat.sae_identity import canonical_sae_id
-
     if "sae_model" not in runs.columns:
         return runs
     names = runs["sae_model"].drop_nulls().unique().to_list()
