@@ -85,12 +85,19 @@ def main() -> None:
     parser.add_argument("wheels", type=Path, nargs="+", help="the Django, Wagtail and Sphinx wheels, in this order")
     parser.add_argument("--out", type=Path, required=True, help="folder for the <lang>.txt files")
     args = parser.parse_args()
+    for path in args.wheels:  # one-line errors, before anything is written
+        if not path.is_file():
+            parser.error(f"{path} does not exist: pass the downloaded Django, Wagtail and Sphinx .whl files")
+        if not zipfile.is_zipfile(path):
+            parser.error(f"{path} is not a wheel (not a zip archive): pass the .whl files")
+    try:
+        texts = {lang: (len(msgs), lines(msgs, lang)) for lang in CATALOGS for msgs in [messages(args.wheels, lang)]}
+    except (OSError, UnicodeDecodeError, ValueError, zipfile.BadZipFile) as exc:
+        parser.error(f"could not read the catalogs: {exc}")
     args.out.mkdir(parents=True, exist_ok=True)
-    for lang in CATALOGS:
-        msgs = messages(args.wheels, lang)
-        text = lines(msgs, lang)
+    for lang, (n_msgs, text) in texts.items():
         (args.out / f"{lang}.txt").write_text("\n".join(text) + "\n", encoding="utf-8")
-        print(f"{lang}: {len(msgs)} messages, {len(text)} lines, {sum(map(len, text)):,} characters")
+        print(f"{lang}: {n_msgs} messages, {len(text)} lines, {sum(map(len, text)):,} characters")
 
 
 if __name__ == "__main__":
