@@ -85,3 +85,12 @@ def test_sets_fit_80_columns(tmp_path):
     assert name in "".join(line.split("│")[1].strip() for line in res.output.splitlines() if line.count("│") > 2)
     wide = CliRunner().invoke(app, ["sets", "--store", str(root)], env={"COLUMNS": "200"})
     assert "params" in wide.output and "…" not in wide.output
+
+
+def test_stdout_console_width_follows_columns_at_each_call(monkeypatch):
+    """Tables take the width of the moment they print, not that of the environment when the CLI was imported."""
+    from langfeat.cli.app import out_console
+
+    for columns in (80, 200, 123):
+        monkeypatch.setenv("COLUMNS", str(columns))
+        assert out_console.width == columns

@@ -261,4 +261,14 @@ app.add_typer(report_app, name="report")
 
 # Human-facing output (progress, tables, messages) goes to stderr (err_console) unless a command renders a
 # report; machine-readable results go to stdout only.
-out_console = Console()
+
+
+class _StdoutConsole:
+    """The stdout console, made afresh at each use: its width follows ``$COLUMNS`` and the terminal at the time of
+    the call (a console made once at import keeps the width the environment had then)."""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(Console(), name)
+
+
+out_console = _StdoutConsole()
