@@ -132,6 +132,28 @@ def test_training_windows_are_the_events_per_window(world, size, stride):
     assert [langs_[k] for k in y] == [lang_of[d] for d, _ in expected]
 
 
+@pytest.mark.parametrize("k", [1, 2])
+def test_k_sparse_training_matrix_keeps_each_languages_first_k_columns(world, k):
+    """With k, the rows are still every training window, and the columns are the union over languages of the k
+    units of largest (mean over the language's windows − mean over the others'), computed here in numpy from the
+    full matrix; their values are the full matrix's."""
+    with open_store(world["store"]) as st:
+        train = st.sql("SELECT run_id FROM runs WHERE role = 'identify'")["run_id"].to_list()
+        full, y, langs_, units, doc_ids = probe.training_matrix(st, train, [0, 1], "count", None, 2, None)
+        xk, yk, langs_k, units_k, doc_ids_k = probe.training_matrix(st, train, [0, 1], "count", k, 2, None)
+    assert doc_ids_k.tolist() == doc_ids.tolist() and yk.tolist() == y.tolist() and langs_k == langs_
+    dense = full.toarray()
+    chosen = set()
+    for li in range(len(langs_)):
+        diff = dense[y == li].mean(axis=0) - dense[y != li].mean(axis=0)
+        fired = np.nonzero(dense[y == li].any(axis=0))[0]
+        order = sorted(fired, key=lambda j: (-round(diff[j], 9), units[j]))
+        chosen |= {units[j] for j in order[:k]}
+    assert units_k == sorted(chosen)
+    cols = [units.index(u) for u in units_k]
+    assert np.array_equal(xk.toarray(), dense[:, cols])
+
+
 def test_probe_window_options_are_checked():
     assert probe.check_window(None, None) == (None, None)
     assert probe.check_window(32, 8) == (32, 8)

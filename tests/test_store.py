@@ -11,6 +11,7 @@ import textwrap
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -191,6 +192,25 @@ def test_materialized_views_are_computed_once_and_read_by_the_views_above(popula
             raise RuntimeError("dropped on the way out")
         assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 0
         with pytest.raises(UsageError, match="no view named 'nope'"), store.materialized("nope"):
+            pass
+
+
+def test_temporary_tables_and_arrays(populated):
+    """A temporary result is read by later queries inside the block and gone after it (also on an error); arrays
+    returns the columns as numpy arrays, the same values as the frame."""
+    layout, _made = populated
+    with open_store(layout.root) as store:
+        want = store.sql("SELECT doc_id, pos, act FROM events ORDER BY doc_id, pos, feature")
+        with store.temporary("ev", "SELECT doc_id, pos, feature, act FROM events WHERE pos >= ?", [0]):
+            got = store.arrays("SELECT doc_id, pos, act FROM ev ORDER BY doc_id, pos, feature")
+            assert isinstance(got["act"], np.ndarray) and got["act"].dtype == np.float32
+            for col in want.columns:
+                assert got[col].tolist() == want[col].to_list()
+        assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 0
+        with pytest.raises(RuntimeError), store.temporary("ev", "SELECT 1 AS one"):
+            raise RuntimeError("dropped on the way out")
+        assert store.sql("SELECT count(*) AS n FROM duckdb_tables() WHERE temporary")["n"][0] == 0
+        with pytest.raises(UsageError, match="SQL error"), store.temporary("ev", "SELECT * FROM no_such_view"):
             pass
 
 

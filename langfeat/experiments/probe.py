@@ -171,20 +171,14 @@ def _training_docs(store: Any, ids: list[str]) -> tuple[pl.DataFrame, list[str]]
 def _assemble(cells: pl.DataFrame, examples: pl.DataFrame, lang_list: list[str], empty: str) -> Matrix:
     """The sparse matrix of ``cells`` (doc_id, win, layer, feature, x) over the rows ``examples`` (doc_id, win,
     lang, in order) and the columns = the cells' (layer, feature) sorted; ``empty`` is the error without any."""
-    from scipy import sparse
-
     unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature").with_row_index("col")
     if unit_frame.height == 0:
         raise UsageError(empty)
     rows = examples.select("doc_id", "win").with_row_index("row")
     at = cells.join(rows, on=["doc_id", "win"]).join(unit_frame, on=["layer", "feature"])
-    x = sparse.csr_matrix((at["x"].to_numpy().astype(np.float64),
-                           (at["row"].to_numpy().astype(np.int64), at["col"].to_numpy().astype(np.int64))),
-                          shape=(examples.height, unit_frame.height))
-    units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
-    lang_index = {lang: i for i, lang in enumerate(lang_list)}
-    y = np.array([lang_index[lang] for lang in examples["lang"].to_list()], dtype=np.int64)
-    return x, y, lang_list, units, examples["doc_id"].to_numpy()
+    triplets = {"row": at["row"].to_numpy().astype(np.int64), "col": at["col"].to_numpy().astype(np.int64),
+                "x": at["x"].to_numpy().astype(np.float64)}
+    return _sparse(triplets, examples, unit_frame, lang_list)
 
 
 def _whole_documents(docs: pl.DataFrame) -> pl.DataFrame:
@@ -200,24 +194,47 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
     or with ``k`` the union of each language's first k of ``probe_mean_diff``. Every number comes from the SQL
     macros."""
     ids = list(run_ids)
-    docs, lang_list = _training_docs(store, ids)
+    _, lang_list = _training_docs(store, ids)  # errors for no documents or one language
     args = "?, layers := ?, value := ?, window_size := ?, window_stride := ?"
     params = [ids, [int(x) for x in layers], value, window, stride]
-    if k is None:
-        cells = store.sql(f"SELECT doc_id, win, layer, feature, x, true AS keep FROM probe_doc_units({args})",
-                          params)
-    else:  # every cell, flagged where its unit is among a language's first k (the windows are those of all cells)
-        cells = store.sql(
-            f"WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_mean_diff({args}) WHERE rank <= ?) "
-            f"SELECT p.doc_id, p.win, p.layer, p.feature, p.x, c.layer IS NOT NULL AS keep "
-            f"FROM probe_doc_units({args}) p LEFT JOIN chosen c USING (layer, feature)", [*params, int(k), *params])
+    # the cells, their examples (rows) and units (columns) stay inside DuckDB; only the (row, col, x) triplets of
+    # the matrix come out, as arrays
     if window is None:
-        examples = _whole_documents(docs)
+        rows_query = ("SELECT row_number() OVER (ORDER BY lang, doc_id) - 1 AS row, doc_id, 0::BIGINT AS win, lang "
+                      "FROM docs WHERE list_contains(?, run_id)")
     else:  # the windows that exist: those probe_doc_units has a row for
-        examples = (cells.select("doc_id", "win").unique()
-                    .join(docs.select("doc_id", "lang"), on="doc_id").sort("lang", "doc_id", "win"))
-    return _assemble(cells.filter("keep"), examples, lang_list,
-                     "no SAE feature fired in the training documents at these layers: check --layer")
+        rows_query = ("SELECT row_number() OVER (ORDER BY d.lang, c.doc_id, c.win) - 1 AS row, c.doc_id, c.win, d.lang "
+                      "FROM (SELECT DISTINCT doc_id, win FROM probe_cells) c "
+                      "JOIN (SELECT doc_id, lang FROM docs WHERE list_contains(?, run_id)) d USING (doc_id)")
+    if k is None:
+        units_query, units_params = "SELECT DISTINCT layer, feature FROM probe_cells", []
+    else:  # the union of each language's first k (the examples are still every window of every cell)
+        units_query = f"SELECT DISTINCT layer, feature FROM probe_mean_diff({args}) WHERE rank <= ?"
+        units_params = [*params, int(k)]
+    cells = f"SELECT doc_id, win, layer, feature, x FROM probe_doc_units({args})"
+    with store.temporary("probe_cells", cells, params), store.temporary("probe_rows", rows_query, [ids]), \
+            store.temporary("probe_cols", "SELECT row_number() OVER (ORDER BY layer, feature) - 1 AS col, layer, "
+                            f"feature FROM ({units_query})", units_params):
+        unit_frame = store.sql("SELECT layer, feature FROM probe_cols ORDER BY col")
+        if unit_frame.height == 0:
+            raise UsageError("no SAE feature fired in the training documents at these layers: check --layer")
+        examples = store.sql("SELECT doc_id, lang FROM probe_rows ORDER BY row")
+        at = store.arrays("SELECT r.row::BIGINT AS row, u.col::BIGINT AS col, c.x::DOUBLE AS x FROM probe_cells c "
+                          "JOIN probe_rows r USING (doc_id, win) JOIN probe_cols u USING (layer, feature)")
+    return _sparse(at, examples, unit_frame, lang_list)
+
+
+def _sparse(at: dict[str, np.ndarray], examples: pl.DataFrame, unit_frame: pl.DataFrame, lang_list: list[str]
+            ) -> Matrix:
+    """The Matrix of the triplets ``at`` (row, col, x) over ``examples`` (doc_id, lang, by row) and ``unit_frame``
+    (layer, feature, by column)."""
+    from scipy import sparse
+
+    x = sparse.csr_matrix((at["x"], (at["row"], at["col"])), shape=(examples.height, unit_frame.height))
+    units = list(zip(unit_frame["layer"].to_list(), unit_frame["feature"].to_list(), strict=True))
+    lang_index = {lang: i for i, lang in enumerate(lang_list)}
+    y = np.array([lang_index[lang] for lang in examples["lang"].to_list()], dtype=np.int64)
+    return x, y, lang_list, units, examples["doc_id"].to_numpy()
 
 
 def matrix(kind: str, store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,

@@ -78,6 +78,26 @@ class Store:
         except duckdb.Error as exc:
             raise self.query_error(exc) from None
 
+    def arrays(self, query: str, params: Sequence[Any] | None = None) -> dict[str, Any]:
+        """Run ``query`` and return its columns as numpy arrays (no frame in between: for large numeric results)."""
+        try:
+            return self.con.execute(query, params).fetchnumpy()
+        except duckdb.Error as exc:
+            raise self.query_error(exc) from None
+
+    @contextlib.contextmanager
+    def temporary(self, name: str, query: str, params: Sequence[Any] | None = None) -> Iterator[Store]:
+        """Within the block, the result of ``query`` is the temporary table ``name`` (computed once, kept inside
+        DuckDB, dropped when the block ends): for intermediate results several queries read."""
+        try:
+            self.con.execute(f'CREATE OR REPLACE TEMP TABLE "{name}" AS {query}', params)
+        except duckdb.Error as exc:
+            raise self.query_error(exc) from None
+        try:
+            yield self
+        finally:
+            self.con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+
     @contextlib.contextmanager
     def materialized(self, *names: str) -> Iterator[Store]:
         """Within the block, each of view ``names`` is computed once into a temporary table of the same name, which
