@@ -75,6 +75,7 @@ VARIANTS = (
     Variant("+ UI messages, balanced, C = 0.3", "ui", 32, 16, 0.3, "balanced", 50, flores=True),
     Variant("+ UI messages, balanced, C = 1", "ui", 32, 16, 1.0, "balanced", 50, flores=True),
     Variant("+ train split + UI messages, balanced, C = 0.3", "train+ui", 32, 16, 0.3, "balanced", 50, flores=True),
+    Variant("+ train split, balanced, C = 0.1, windows 16/8", "train", 16, 8, 0.1, "balanced", 30, flores=True),
 )
 
 
