@@ -168,24 +168,6 @@ def _training_docs(store: Any, ids: list[str]) -> tuple[pl.DataFrame, list[str]]
     return docs, lang_list
 
 
-def _assemble(cells: pl.DataFrame, examples: pl.DataFrame, lang_list: list[str], empty: str) -> Matrix:
-    """The sparse matrix of ``cells`` (doc_id, win, layer, feature, x) over the rows ``examples`` (doc_id, win,
-    lang, in order) and the columns = the cells' (layer, feature) sorted; ``empty`` is the error without any."""
-    unit_frame = cells.select("layer", "feature").unique().sort("layer", "feature").with_row_index("col")
-    if unit_frame.height == 0:
-        raise UsageError(empty)
-    rows = examples.select("doc_id", "win").with_row_index("row")
-    at = cells.join(rows, on=["doc_id", "win"]).join(unit_frame, on=["layer", "feature"])
-    triplets = {"row": at["row"].to_numpy().astype(np.int64), "col": at["col"].to_numpy().astype(np.int64),
-                "x": at["x"].to_numpy().astype(np.float64)}
-    return _sparse(triplets, examples, unit_frame, lang_list)
-
-
-def _whole_documents(docs: pl.DataFrame) -> pl.DataFrame:
-    """Every document is one example (win 0), also one where nothing fired."""
-    return docs.select("doc_id", "lang", pl.lit(0, pl.Int64).alias("win"))
-
-
 def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,
                     window: int | None = None, stride: int | None = None) -> Matrix:
     """The training examples of ``run_ids``: (sparse X [examples, units], y (language index), languages, units,
@@ -197,27 +179,36 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
     _, lang_list = _training_docs(store, ids)  # errors for no documents or one language
     args = "?, layers := ?, value := ?, window_size := ?, window_stride := ?"
     params = [ids, [int(x) for x in layers], value, window, stride]
-    # the cells, their examples (rows) and units (columns) stay inside DuckDB; only the (row, col, x) triplets of
-    # the matrix come out, as arrays
-    if window is None:
-        rows_query = ("SELECT row_number() OVER (ORDER BY lang, doc_id) - 1 AS row, doc_id, 0::BIGINT AS win, lang "
-                      "FROM docs WHERE list_contains(?, run_id)")
-    else:  # the windows that exist: those probe_doc_units has a row for
-        rows_query = ("SELECT row_number() OVER (ORDER BY d.lang, c.doc_id, c.win) - 1 AS row, c.doc_id, c.win, d.lang "
-                      "FROM (SELECT DISTINCT doc_id, win FROM probe_cells) c "
-                      "JOIN (SELECT doc_id, lang FROM docs WHERE list_contains(?, run_id)) d USING (doc_id)")
     if k is None:
         units_query, units_params = "SELECT DISTINCT layer, feature FROM probe_cells", []
     else:  # the union of each language's first k (the examples are still every window of every cell)
         units_query = f"SELECT DISTINCT layer, feature FROM probe_mean_diff({args}) WHERE rank <= ?"
         units_params = [*params, int(k)]
-    cells = f"SELECT doc_id, win, layer, feature, x FROM probe_doc_units({args})"
-    with store.temporary("probe_cells", cells, params), store.temporary("probe_rows", rows_query, [ids]), \
-            store.temporary("probe_cols", "SELECT row_number() OVER (ORDER BY layer, feature) - 1 AS col, layer, "
-                            f"feature FROM ({units_query})", units_params):
+    return _matrix(store, ids, lang_list, f"SELECT doc_id, win, layer, feature, x FROM probe_doc_units({args})",
+                   params, units_query, units_params, windows=window is not None,
+                   empty="no SAE feature fired in the training documents at these layers: check --layer")
+
+
+def _matrix(store: Any, ids: list[str], lang_list: list[str], cells_query: str, params: list[Any],
+            units_query: str, units_params: list[Any], windows: bool, empty: str) -> Matrix:
+    """The Matrix of the cells ``cells_query`` (doc_id, win, layer, feature, x) over the columns ``units_query``
+    (layer, feature; it may read the cells as ``probe_cells``) sorted, and the rows: every document of ``ids``
+    (``windows`` false) or every (document, window) with a cell, by language, document, window. The cells, rows
+    and columns stay inside DuckDB as temporary tables; only the (row, col, x) triplets come out, as arrays.
+    ``empty`` is the error when there is no column."""
+    if windows:
+        rows_query = ("SELECT row_number() OVER (ORDER BY d.lang, c.doc_id, c.win) - 1 AS row, c.doc_id, c.win, d.lang "
+                      "FROM (SELECT DISTINCT doc_id, win FROM probe_cells) c "
+                      "JOIN (SELECT doc_id, lang FROM docs WHERE list_contains(?, run_id)) d USING (doc_id)")
+    else:  # every document is one example (win 0), also one where nothing fired
+        rows_query = ("SELECT row_number() OVER (ORDER BY lang, doc_id) - 1 AS row, doc_id, 0::BIGINT AS win, lang "
+                      "FROM docs WHERE list_contains(?, run_id)")
+    cols_query = f"SELECT row_number() OVER (ORDER BY layer, feature) - 1 AS col, layer, feature FROM ({units_query})"
+    with store.temporary("probe_cells", cells_query, params), store.temporary("probe_rows", rows_query, [ids]), \
+            store.temporary("probe_cols", cols_query, units_params):
         unit_frame = store.sql("SELECT layer, feature FROM probe_cols ORDER BY col")
         if unit_frame.height == 0:
-            raise UsageError("no SAE feature fired in the training documents at these layers: check --layer")
+            raise UsageError(empty)
         examples = store.sql("SELECT doc_id, lang FROM probe_rows ORDER BY row")
         at = store.arrays("SELECT r.row::BIGINT AS row, u.col::BIGINT AS col, c.x::DOUBLE AS x FROM probe_cells c "
                           "JOIN probe_rows r USING (doc_id, win) JOIN probe_cols u USING (layer, feature)")
@@ -252,19 +243,18 @@ def neuron_training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[
     output > 0 in a training document) or, with ``k``, those of each language's first k of
     ``probe_neuron_mean_diff``. Units are (layer, neuron)."""
     ids = list(run_ids)
-    docs, lang_list = _training_docs(store, ids)
+    _, lang_list = _training_docs(store, ids)  # errors for no documents or one language
     params = [ids, [int(x) for x in layers], value]
     if k is None:
-        cells = store.sql("SELECT doc_id, 0::BIGINT AS win, layer, feature, x "
-                          "FROM probe_doc_neurons(?, layers := ?, value := ?)", params)
+        units_query, units_params = "SELECT DISTINCT layer, feature FROM probe_cells", []
     else:
-        cells = store.sql(
-            "WITH chosen AS (SELECT DISTINCT layer, feature FROM probe_neuron_mean_diff(?, layers := ?, value := ?) "
-            "WHERE rank <= ?) SELECT p.doc_id, 0::BIGINT AS win, p.layer, p.feature, p.x "
-            "FROM probe_doc_neurons(?, layers := ?, value := ?) p JOIN chosen USING (layer, feature)",
-            [*params, int(k), *params])
-    return _assemble(cells, _whole_documents(docs), lang_list,
-                     "no MLP neuron had an output > 0 in the training documents at these layers: check --layer")
+        units_query = ("SELECT DISTINCT layer, feature FROM probe_neuron_mean_diff(?, layers := ?, value := ?) "
+                       "WHERE rank <= ?")
+        units_params = [*params, int(k)]
+    return _matrix(store, ids, lang_list, "SELECT doc_id, 0::BIGINT AS win, layer, feature, x "
+                   "FROM probe_doc_neurons(?, layers := ?, value := ?)", params, units_query, units_params,
+                   windows=False,
+                   empty="no MLP neuron had an output > 0 in the training documents at these layers: check --layer")
 
 
 def fit(x: Any, y: np.ndarray, lang_list: Sequence[str], units: Sequence[tuple[int, int]], value: str,
