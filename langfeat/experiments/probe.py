@@ -155,17 +155,16 @@ def check_window(size: int | None, stride: int | None) -> tuple[int | None, int 
 Matrix = tuple[Any, np.ndarray, list[str], list[tuple[int, int]], np.ndarray]
 
 
-def _training_docs(store: Any, ids: list[str]) -> tuple[pl.DataFrame, list[str]]:
-    """The documents (run_id, lang, doc_id by language, doc) of the training runs and their languages in the
-    paper's order; one-line errors for no documents or a single language."""
-    docs = store.sql("SELECT run_id, lang, doc_id FROM docs WHERE list_contains(?, run_id) ORDER BY lang, doc_id",
-                     [ids])
-    if docs.height == 0:
+def _training_langs(store: Any, ids: list[str]) -> list[str]:
+    """The languages of the training runs' documents, in the paper's order; one-line errors for no documents or a
+    single language."""
+    found = store.sql("SELECT DISTINCT lang FROM docs WHERE list_contains(?, run_id)", [ids])["lang"].to_list()
+    if not found:
         raise UsageError("the training runs hold no documents: ingest identification texts first")
-    lang_list = sorted(set(docs["lang"].to_list()), key=langs.sort_key)
+    lang_list = sorted(found, key=langs.sort_key)
     if len(lang_list) < 2:
         raise UsageError(f"the training runs cover one language ({lang_list[0]}): a probe needs at least two")
-    return docs, lang_list
+    return lang_list
 
 
 def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], value: str, k: int | None,
@@ -176,7 +175,7 @@ def training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[int], v
     or with ``k`` the union of each language's first k of ``probe_mean_diff``. Every number comes from the SQL
     macros."""
     ids = list(run_ids)
-    _, lang_list = _training_docs(store, ids)  # errors for no documents or one language
+    lang_list = _training_langs(store, ids)
     args = "?, layers := ?, value := ?, window_size := ?, window_stride := ?"
     params = [ids, [int(x) for x in layers], value, window, stride]
     if k is None:
@@ -243,7 +242,7 @@ def neuron_training_matrix(store: Any, run_ids: Sequence[str], layers: Sequence[
     output > 0 in a training document) or, with ``k``, those of each language's first k of
     ``probe_neuron_mean_diff``. Units are (layer, neuron)."""
     ids = list(run_ids)
-    _, lang_list = _training_docs(store, ids)  # errors for no documents or one language
+    lang_list = _training_langs(store, ids)
     params = [ids, [int(x) for x in layers], value]
     if k is None:
         units_query, units_params = "SELECT DISTINCT layer, feature FROM probe_cells", []
