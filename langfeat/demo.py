@@ -2,10 +2,12 @@
 
 Steps (one function each, every one skipped when its output already exists):
 
-1. ``model``     assemble and de-quantise the model once (``langfeat.models``), load it;
+1. ``model``     assemble and de-quantise the model once (``langfeat.models``), load it (``dtype`` auto: bfloat16
+                 where the device computes it natively, e.g. a CPU with AMX or AVX-512 BF16, else float32);
 2. ``train``     train TopK SAEs on the corpus' training split (``langfeat.train``) into ``<store>-saes/``;
 3. ``sae_stats`` tokens seen, FVU, dead and dense latents per SAE on held-out text (``<store>-saes/sae_stats.json``);
 4. ``ingest``    SAE features and MLP neurons (and per-document neuron values) of the identification split;
+   ``ingest_train`` SAE features of the synthetic training split (more text for the SAE probes only);
 5. ``identify``  SAE-LAPE (set ``demo-sae``) and LAPE (set ``demo-neurons``);
 6. ``classify``  the held-out UDHR texts with every classifier and fastText;
    ``nu_probe``  ν features (Deng et al.), the sparse probe (k = all, k = 2) and the neuron probe on the same
@@ -53,8 +55,10 @@ SWEEP_METHODS = ("sae-features", "diffmean", "prompting")
 NU_SET = "demo-nu"  # Deng et al.'s ν over the identification runs, the first NU_TOP SAE features per language
 NU_TOP = 20
 PROBE_RESULTS = {"demo-sae-probe": None, "demo-sae-probe-k2": 2}  # sae-probe results -> features per language
-PROBE_WINDOW = 32  # the probes train on windows of 32 tokens (every 16) of the identification documents
-PROBE_MAX_ITER = 50  # saga epochs: 0.940 on the demo's UDHR texts in about a third of the fit time of 200 (0.943)
+PROBE_WINDOW = 16  # the SAE probes train on windows of 16 tokens (every 8) of their training documents
+PROBE_SPLITS = ("identify", "train")  # the SAE probes' training text: both synthetic splits (docs/methods.md)
+PROBE_MAX_ITER = 30  # saga epochs of the SAE probes (three times the text of the identification split alone)
+NEURON_PROBE_MAX_ITER = 50  # saga epochs of the neuron probe (identification split, whole documents)
 PROBE_C = 0.1  # SAE probes: inverse L1 strength (languages balanced); 0.967 on the UDHR texts where C = 1 gave 0.937
 PPL_METHOD_RUNS = {  # after the steering step, which makes the DiffMean vectors: the other methods' ΔPPL matrices
     "demo-ppl-nu": ("sae-features", NU_SET, -0.2, 0.0),
@@ -117,7 +121,7 @@ class Models:
 
     def get(self) -> tuple[Any, Any]:
         if self._loaded is None:
-            self._loaded = self._load(self.config.model, device=self.config.device)
+            self._loaded = self._load(self.config.model, dtype=self.config.dtype, device=self.config.device)
         return self._loaded
 
     @contextlib.contextmanager
@@ -269,9 +273,32 @@ def ingest_step(config: DemoConfig, models: Models) -> bool:
     model, tokenizer = models.get()
     ingest(IngestConfig(model=config.model, dataset=dataset, langs=list(config.langs), layers=[config.sae_pattern],
                         local_sae_dir=config.sae_dir, neurons=True, neuron_docs=True, batch=config.batch,
-                        max_length=config.max_length, end=config.identify_docs, store=config.store), model, tokenizer,
-           progress=True)
+                        max_length=config.max_length, end=config.identify_docs, store=config.store,
+                        dtype=config.dtype, device=config.device), model, tokenizer, progress=True)
     return True
+
+
+def ingest_train_step(config: DemoConfig, models: Models) -> bool:
+    """SAE features (no neurons) of the synthetic ``train`` split, one run per language: more training text for
+    the SAE probes (:data:`PROBE_SPLITS`); identification (SAE-LAPE, LAPE, ν, DiffMean) reads only the
+    identification split."""
+    from langfeat.ingest import ingest
+    from langfeat.options import IngestConfig
+
+    dataset = corpus.PLAN["train"]
+    if set(config.langs) <= _complete_runs(config, dataset):
+        return False
+    model, tokenizer = models.get()
+    ingest(IngestConfig(model=config.model, dataset=dataset, langs=list(config.langs), layers=[config.sae_pattern],
+                        local_sae_dir=config.sae_dir, batch=config.batch, max_length=config.max_length,
+                        end=config.train_docs, store=config.store, dtype=config.dtype, device=config.device), model,
+           tokenizer, progress=True)
+    return True
+
+
+def probe_train_configs(config: DemoConfig) -> list[str]:
+    """``--train-configs`` of the SAE probes: every language of each split of :data:`PROBE_SPLITS`."""
+    return [f"{corpus.PLAN[split]}:{lang}" for split in PROBE_SPLITS for lang in config.langs]
 
 
 def _has_set(config: DemoConfig, name: str) -> bool:
@@ -328,7 +355,7 @@ def classify_step(config: DemoConfig, progress: Any) -> bool:
             dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier=clf, model=config.model,
             local_sae_dir=None if clf in ("fasttext", "neuron-count") else config.sae_dir, feature_set=feature_set,
             end=config.eval_docs, batch=config.batch, max_length=config.max_length, store=config.store, name=name,
-            device=config.device,
+            device=config.device, dtype=config.dtype,
         ), progress)
         did = True
     return did
@@ -357,8 +384,7 @@ def nu_probe_step(config: DemoConfig) -> bool:
                 dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="sae-probe", model=config.model,
                 local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch,
                 max_length=config.max_length, store=config.store, name=name, device=config.device,
-                max_features_per_language=k,
-                train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+                dtype=config.dtype, max_features_per_language=k, train_configs=probe_train_configs(config),
                 probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER, probe_c=PROBE_C,
             ))
             did = True
@@ -384,7 +410,7 @@ def neuron_probe_step(config: DemoConfig) -> bool:
     classify(ClassifyOptions(
         dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="neuron-probe", model=config.model,
         end=config.eval_docs, batch=config.batch, max_length=config.max_length, store=config.store,
-        name=NEURON_PROBE_RESULT, device=config.device, probe_max_iter=PROBE_MAX_ITER,
+        name=NEURON_PROBE_RESULT, device=config.device, dtype=config.dtype, probe_max_iter=NEURON_PROBE_MAX_ITER,
         train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
     ))
     return True
@@ -413,6 +439,7 @@ def ppl_step(config: DemoConfig, progress: Any, runs: dict[str, tuple[str, str, 
             feature_set=None if kind == "diffmean" else source, diffmean=source if kind == "diffmean" else None,
             local_sae_dir=config.sae_dir if kind.startswith("sae") else None,
             batch=config.batch, max_length=config.max_length, store=config.store, name=name, device=config.device,
+            dtype=config.dtype,
         )
         run_ppl(opts.paper_multiplier(), progress)
         did = True
@@ -431,7 +458,7 @@ def generate_step(config: DemoConfig, progress: Any) -> bool:
         model=config.model, langs=targets, multipliers=list(config.generate_multipliers),
         times=config.generate_times, seed=config.seed, sampling=Sampling(max_new_tokens=config.generate_tokens),
         batch=config.generate_times, feature_set=SAE_SET, local_sae_dir=config.sae_dir, store=config.store,
-        name=GENERATE_RESULT, device=config.device,
+        name=GENERATE_RESULT, device=config.device, dtype=config.dtype,
     ), progress)
     return True
 
@@ -448,7 +475,8 @@ def steer_step(config: DemoConfig, progress: Any) -> bool:
     if not _has_result(config, "diffmean_means", DIFFMEAN_SET):
         make_diffmean(config.store, layers=list(config.layers), name=DIFFMEAN_SET, batch=config.batch,
                       dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
-                      max_docs=config.diffmean_docs, device=config.device, progress=progress)
+                      max_docs=config.diffmean_docs, device=config.device, dtype=config.dtype,
+                      progress=progress)
         did = True
     targets = [lang for lang in config.generate_langs if lang in _set_langs(config, SAE_SET)]
     if targets and not _has_result(config, "generate_results", SWEEP_RESULT):
@@ -457,7 +485,7 @@ def steer_step(config: DemoConfig, progress: Any) -> bool:
             multipliers=list(config.sweep_multipliers), times=config.sweep_times, seed=config.seed,
             sampling=Sampling(max_new_tokens=config.sweep_tokens), batch=config.sweep_times, feature_set=SAE_SET,
             local_sae_dir=config.sae_dir, diffmean=DIFFMEAN_SET, store=config.store, name=SWEEP_RESULT,
-            device=config.device,
+            device=config.device, dtype=config.dtype,
         ), progress)
         did = True
     return did
@@ -480,7 +508,8 @@ def check_step(config: DemoConfig) -> tuple[list[dict[str, Any]], bool]:
         if [c["text"] for c in cached] == list(config.check_texts):
             return cached, False
     result = check(CheckOptions(texts=list(config.check_texts), model=config.model, feature_set=SAE_SET,
-                                local_sae_dir=config.sae_dir, store=config.store, device=config.device))
+                                local_sae_dir=config.sae_dir, store=config.store, device=config.device,
+                                dtype=config.dtype))
     rows = [{"text": r["text"], "prediction": r["prediction"], "n_features": len(r["features"])}
             for r in result.to_json()]
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -541,7 +570,11 @@ def summarise(config: DemoConfig, sae_stats: list[SaeStats], check_rows: list[di
 def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None] | None = None) -> DemoSummary:
     """Run every step that has not finished yet; return the summary. ``progress``: a rich Progress for the
     long steps; ``log`` receives one line per step."""
-    config.check()
+    from dataclasses import replace
+
+    from langfeat.models import auto_dtype
+
+    config = replace(config.check(), dtype=auto_dtype(config.dtype, config.device))
     log = log or (lambda _msg: None)
     models = Models(config)
     ran: list[str] = []
@@ -561,6 +594,7 @@ def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None
         step("train", lambda: train_step(config, models))
         stats, _ = step("sae_stats", lambda: sae_stats_step(config, models))
         step("ingest", lambda: ingest_step(config, models))
+        step("ingest_train", lambda: ingest_train_step(config, models))
         step("identify", lambda: identify_step(config))
         step("classify", lambda: classify_step(config, progress))
         step("nu_probe", lambda: nu_probe_step(config))
@@ -580,7 +614,8 @@ def run_demo(config: DemoConfig, progress: Any = None, log: Callable[[str], None
 def ppl_note(config: DemoConfig) -> str:
     """What the ΔPPL and generation subsets cover (they are smaller than identification and LID)."""
     per = "all" if config.eval_docs is None else str(config.eval_docs)
-    return (f"identification and LID: {len(config.langs)} languages (LID on {per} UDHR segments each); "
+    return (f"model dtype {config.dtype}; identification and LID: {len(config.langs)} languages (LID on {per} "
+            "UDHR segments each); "
             f"ΔPPL: {len(config.ppl_langs)} languages ({' '.join(config.ppl_langs)}) × {config.ppl_docs} UDHR "
             f"segments; generation: {' '.join(config.generate_langs)}, {config.generate_times} samples × "
             f"{config.generate_tokens} tokens per (language, α); steering sweep: α "

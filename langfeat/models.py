@@ -142,6 +142,26 @@ def resolve_dtype(dtype: str | torch.dtype) -> torch.dtype:
     return DTYPES[dtype]
 
 
+def fast_bfloat16(device: str | torch.device = "auto") -> bool:
+    """Whether ``device`` runs bfloat16 matrix products natively: a CUDA GPU with bf16 support, or a CPU with AMX
+    tiles or AVX-512 BF16 (elsewhere PyTorch emulates bf16 on the CPU, slower than float32)."""
+    dev = resolve_device(device) if not isinstance(device, torch.device) else device
+    if dev.type == "cuda":
+        return bool(torch.cuda.is_bf16_supported())
+    if dev.type != "cpu":
+        return False
+    checks = ("_is_amx_tile_supported", "_is_avx512_bf16_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+
+
+def auto_dtype(dtype: str, device: str | torch.device = "auto") -> str:
+    """``dtype``, with ``auto`` resolved: ``bfloat16`` where :func:`fast_bfloat16`, else ``float32``."""
+    if dtype != "auto":
+        resolve_dtype(dtype)
+        return dtype
+    return "bfloat16" if fast_bfloat16(device) else "float32"
+
+
 def _converted_dir(stem: str, size: int) -> Path:
     """The cache folder of the de-quantised checkpoint of a GGUF file (by name and size)."""
     return cache_dir() / "gguf" / f"{stem}-{size}"

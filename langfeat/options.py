@@ -315,6 +315,7 @@ class DemoConfig:
     diffmean_docs: int | None = 4  # identification documents per language averaged for the DiffMean vectors
     check_texts: tuple[str, ...] = CHECK_TEXTS
     device: str = "auto"
+    dtype: str = "auto"  # auto: bfloat16 where the device computes it natively (langfeat.models.fast_bfloat16)
     seed: int = 0
 
     @property
@@ -343,6 +344,8 @@ class DemoConfig:
                 raise UsageError(f"{what} {value} is not positive: pass a value >= 1")
         if not self.layers:
             raise UsageError("no layers: pass --layer with at least one layer number")
+        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
+            raise UsageError(f"unknown --dtype {self.dtype!r}: use auto, float32, bfloat16 or float16")
         if self.k > self.num_latents:
             raise UsageError(f"--k {self.k} exceeds --num-latents {self.num_latents}: lower k")
         for group in (self.langs, self.ppl_langs, self.generate_langs):

@@ -44,7 +44,7 @@ def tiny(store: Path, model: Path) -> DemoConfig:
         ppl_langs=("en", "de", "ru"), ppl_docs=2, generate_langs=LANGS, generate_times=2, generate_tokens=4,
         sweep_multipliers=(0.0, 1.5), sweep_times=2, sweep_tokens=4, diffmean_docs=3,
         check_texts=("hello world", "guten Tag"),
-        device="cpu",
+        device="cpu", dtype="float32",
     )
 
 
@@ -56,8 +56,9 @@ def demo(toy_model_dir, tmp_path_factory):
 
 def test_every_step_ran_and_the_summary_reads_the_store(demo):
     cfg, s = demo
-    assert s.ran == ["train", "sae_stats", "ingest", "identify", "classify", "nu_probe", "ppl", "generate", "steer",
-                     "ppl_methods", "check"]
+    assert s.ran == ["train", "sae_stats", "ingest", "ingest_train", "identify", "classify", "nu_probe", "ppl",
+                     "generate", "steer", "ppl_methods", "check"]
+    assert s.config.dtype == "float32"
     assert s.report.is_file() and s.report.name == "index.html"
     assert Path(cfg.sae_dir).name == "demo-store-saes"
     with open_store(cfg.store) as st:
@@ -72,6 +73,9 @@ def test_every_step_ran_and_the_summary_reads_the_store(demo):
     assert s.lid["n_docs"].to_list() == [n_eval] * len(CLASSIFIERS)
     ident = runs.filter(pl.col("dataset") == corpus.PLAN["identify"])
     assert sorted(ident["lang"].to_list()) == sorted(LANGS) and set(ident["n_docs"].to_list()) == {8}
+    extra = runs.filter(pl.col("dataset") == corpus.PLAN["train"])  # the SAE probes' extra text: SAE features only
+    assert sorted(extra["lang"].to_list()) == sorted(LANGS) and set(extra["n_docs"].to_list()) == {3}
+    assert not extra["neurons"].any() and set(runs["dtype"].to_list()) == {"float32"}
     assert s.switch.height == len(set(s.features.filter(pl.col("sae") > 0)["lang"])) * 2
     assert [c["text"] for c in s.check] == list(cfg.check_texts)
 
@@ -80,7 +84,12 @@ def test_nu_and_probe_steps(demo):
     cfg, s = demo
     with open_store(cfg.store) as st:
         nu = st.feature_sets(NU_SET)
-        identify_runs = set(st.runs().filter(pl.col("dataset") == corpus.PLAN["identify"])["run_id"].to_list())
+        runs = st.runs()
+        identify_runs = set(runs.filter(pl.col("dataset") == corpus.PLAN["identify"])["run_id"].to_list())
+        train_runs = set(runs.filter(pl.col("dataset") == corpus.PLAN["train"])["run_id"].to_list())
+        probe_params = [json.loads(p) for p in st.sql(
+            "SELECT params::VARCHAR AS p FROM feature_set_params WHERE list_contains(?, name)", [list(PROBE_RESULTS)]
+        )["p"].to_list()]
         sizes = st.sql("SELECT name, lang, count(*) AS n FROM feature_sets WHERE list_contains(?, name) "
                        "GROUP BY ALL", [list(PROBE_RESULTS)])
         fasttext = st.sql("SELECT accuracy FROM classify_metrics WHERE name = 'demo-fasttext'").item()
@@ -92,7 +101,10 @@ def test_nu_and_probe_steps(demo):
     per_lang = nu.group_by("lang").agg(pl.len(), pl.col("score").min(), pl.col("rank").max())
     assert all(n <= NU_TOP and r == n and m > 0 for n, m, r in per_lang.select("len", "score", "rank").iter_rows())
     assert sizes.filter(pl.col("name") == "demo-sae-probe-k2")["n"].max() <= 2
-    assert scored and not set(scored) & identify_runs  # scored on the held-out UDHR runs only
+    assert scored and not set(scored) & (identify_runs | train_runs)  # scored on the held-out UDHR runs only
+    # the SAE probes train on both synthetic splits; ν (above) on the identification split alone
+    assert len(probe_params) == len(PROBE_RESULTS)
+    assert all(set(p["train_runs"]) == identify_runs | train_runs for p in probe_params)
     rows = {r["feature_set"]: r for r in s.methods_lid.iter_rows(named=True)}
     n_eval = sum(min(5, len(corpus.texts("udhr", "all", lang))) for lang in LANGS)
     for name in PROBE_RESULTS:
@@ -227,8 +239,8 @@ def test_a_second_run_does_no_work_and_gives_the_same_summary(demo):
     files.update({p: p.stat().st_mtime_ns for p in Path(cfg.sae_dir).rglob("*") if p.is_file()})
     again = run_demo(cfg)
     assert again.ran == []
-    assert again.skipped == ["train", "sae_stats", "ingest", "identify", "classify", "nu_probe", "ppl", "generate",
-                             "steer", "ppl_methods", "check"]
+    assert again.skipped == ["train", "sae_stats", "ingest", "ingest_train", "identify", "classify", "nu_probe", "ppl",
+                             "generate", "steer", "ppl_methods", "check"]
     assert {p: p.stat().st_mtime_ns for p in files} == files
     for attr in ("features", "own_vs_other", "lid", "ppl", "switch", "steering", "methods_ppl", "methods_lid"):
         assert getattr(again, attr).equals(getattr(first, attr)), attr

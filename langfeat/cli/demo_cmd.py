@@ -26,6 +26,9 @@ def demo_command(
     num_latents: Annotated[int, typer.Option(help="SAE width.")] = D.num_latents,
     k: Annotated[int, typer.Option(help="Active latents per token (TopK).")] = D.k,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = D.device,
+    dtype: Annotated[str, typer.Option(
+        help="Model precision: auto (bfloat16 where the device computes it natively: a CUDA GPU, or a CPU with AMX "
+             "or AVX-512 BF16; else float32) | float32 | bfloat16 | float16.")] = D.dtype,
     progress: Progress = True,
 ) -> None:
     """Train SAEs, ingest, identify, classify, ΔPPL, steer, check and write the HTML report; reruns skip
@@ -40,7 +43,7 @@ def demo_command(
 
     quiet_progress(progress)
     config = replace(D(), store=store, model=model, num_latents=num_latents, k=k, device=device,
-                     layers=tuple(layers) if layers else D.layers)
+                     dtype=dtype, layers=tuple(layers) if layers else D.layers)
     if quick:
         config = config.quick()
     with progress_bar() as bar:
