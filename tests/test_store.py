@@ -440,3 +440,30 @@ def test_ensure_store_concurrent_processes(tmp_path):
         assert pq.read_schema(layout.placeholder(table)).remove_metadata().equals(schema)
     assert not [p for p in root.rglob("*") if p.name.endswith(".tmp") or p.name.startswith(".catalog-")]
     assert store_mod.catalog_meta(root) is None  # readers wrote no catalog
+
+
+def test_duckdb_memory_is_limited_and_spills_outside_the_working_directory(tmp_path, monkeypatch):
+    """A store connection caps DuckDB at a quarter of physical memory (DuckDB's own default, 80 %, leaves too
+    little for the NumPy and scikit-learn work after a big query) or $LANGFEAT_DUCKDB_MEMORY, and spills to the
+    system's temporary directory, not to ``.tmp`` in the working directory."""
+    import tempfile
+
+    from langfeat.store.database import MEMORY_SHARE
+
+    ensure_store(tmp_path / "s")
+    monkeypatch.delenv("LANGFEAT_DUCKDB_MEMORY", raising=False)
+    total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    with open_store(tmp_path / "s") as st:
+        limit, spill = st.con.execute("SELECT current_setting('memory_limit'), current_setting('temp_directory')"
+                                      ).fetchall()[0]
+    plain = duckdb.connect()
+    plain.execute(f"SET memory_limit = '{int(total * MEMORY_SHARE) // 2**20}MiB'")
+    want = plain.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert limit == want and MEMORY_SHARE == 0.25
+    assert Path(spill).parent == Path(tempfile.gettempdir())
+    monkeypatch.setenv("LANGFEAT_DUCKDB_MEMORY", "512MiB")
+    with open_store(tmp_path / "s") as st:
+        assert st.con.execute("SELECT current_setting('memory_limit')").fetchall()[0][0] == "512.0 MiB"
+    monkeypatch.setenv("LANGFEAT_DUCKDB_MEMORY", "lots")
+    with pytest.raises(UsageError, match="LANGFEAT_DUCKDB_MEMORY='lots' is not a size DuckDB accepts"):
+        open_store(tmp_path / "s")

@@ -50,6 +50,7 @@ class Store:
         self.con = con if con is not None else duckdb.connect(":memory:")
         try:
             self.con.execute("SET TimeZone = 'UTC'")
+            _limit_memory(self.con)
             if con is None:
                 execute_views(self.con, self.root, files)
         except BaseException:
@@ -257,6 +258,40 @@ class Store:
 
     def feature_sets(self, name: Any = None) -> pl.DataFrame:
         return self.view("feature_sets", name=name)
+
+
+MEMORY_SHARE = 0.25  # DuckDB's memory limit, as a share of physical memory (DuckDB's own default is 80 %)
+
+
+def memory_limit() -> str:
+    """DuckDB's memory limit for a store connection: ``$LANGFEAT_DUCKDB_MEMORY`` (a DuckDB size such as ``4GB``),
+    else :data:`MEMORY_SHARE` of physical memory. Beyond it DuckDB evicts buffers and spills large sorts,
+    aggregates and temporary tables to disk, leaving the rest to the NumPy, SciPy and scikit-learn work that follows
+    a big query (a probe's training matrix, for instance)."""
+    env = os.environ.get("LANGFEAT_DUCKDB_MEMORY", "").strip()
+    if env:
+        return env
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, OSError, ValueError):  # no sysconf: DuckDB's default
+        return ""
+    return f"{max(1, int(total * MEMORY_SHARE) // 2**20)}MiB"
+
+
+def _limit_memory(con: duckdb.DuckDBPyConnection) -> None:
+    """Apply :func:`memory_limit`, and spill to a folder of the system's temporary directory (DuckDB's default is
+    ``.tmp`` in the working directory)."""
+    import tempfile
+
+    limit = memory_limit()
+    try:
+        if limit:
+            con.execute(f"SET memory_limit = '{limit.replace(chr(39), '')}'")
+    except duckdb.Error:
+        raise UsageError(f"LANGFEAT_DUCKDB_MEMORY={limit!r} is not a size DuckDB accepts: use e.g. 4GB or 512MiB"
+                         ) from None
+    spill = os.path.join(tempfile.gettempdir(), f"langfeat-duckdb-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
 
 
 def _current_catalog(layout: Layout, files: Sequence[tuple[str, str]]) -> duckdb.DuckDBPyConnection | None:
