@@ -443,7 +443,7 @@ def test_ensure_store_concurrent_processes(tmp_path):
 
 
 def test_duckdb_memory_is_limited_and_spills_outside_the_working_directory(tmp_path, monkeypatch):
-    """A store connection caps DuckDB at a quarter of physical memory (DuckDB's own default, 80 %, leaves too
+    """A store connection caps DuckDB at a fifth of physical memory (DuckDB's own default, 80 %, leaves too
     little for the NumPy and scikit-learn work after a big query) or $LANGFEAT_DUCKDB_MEMORY, and spills to the
     system's temporary directory, not to ``.tmp`` in the working directory."""
     import tempfile
@@ -459,7 +459,7 @@ def test_duckdb_memory_is_limited_and_spills_outside_the_working_directory(tmp_p
     plain = duckdb.connect()
     plain.execute(f"SET memory_limit = '{int(total * MEMORY_SHARE) // 2**20}MiB'")
     want = plain.execute("SELECT current_setting('memory_limit')").fetchall()[0][0]
-    assert limit == want and MEMORY_SHARE == 0.25
+    assert limit == want and MEMORY_SHARE == 0.2
     assert Path(spill).parent == Path(tempfile.gettempdir())
     monkeypatch.setenv("LANGFEAT_DUCKDB_MEMORY", "512MiB")
     with open_store(tmp_path / "s") as st:

@@ -260,7 +260,7 @@ class Store:
         return self.view("feature_sets", name=name)
 
 
-MEMORY_SHARE = 0.25  # DuckDB's memory limit, as a share of physical memory (DuckDB's own default is 80 %)
+MEMORY_SHARE = 0.2  # DuckDB's memory limit, as a share of physical memory (DuckDB's own default is 80 %)
 
 
 def memory_limit() -> str:
@@ -283,6 +283,8 @@ def _limit_memory(con: duckdb.DuckDBPyConnection) -> None:
     ``.tmp`` in the working directory)."""
     import tempfile
 
+    spill = os.path.join(tempfile.gettempdir(), f"langfeat-duckdb-{os.getuid() if hasattr(os, 'getuid') else 0}")
+    con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
     limit = memory_limit()
     try:
         if limit:
@@ -290,8 +292,6 @@ def _limit_memory(con: duckdb.DuckDBPyConnection) -> None:
     except duckdb.Error:
         raise UsageError(f"LANGFEAT_DUCKDB_MEMORY={limit!r} is not a size DuckDB accepts: use e.g. 4GB or 512MiB"
                          ) from None
-    spill = os.path.join(tempfile.gettempdir(), f"langfeat-duckdb-{os.getuid() if hasattr(os, 'getuid') else 0}")
-    con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
 
 
 def _current_catalog(layout: Layout, files: Sequence[tuple[str, str]]) -> duckdb.DuckDBPyConnection | None:

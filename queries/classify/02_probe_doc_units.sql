@@ -6,7 +6,7 @@
 -- positions [win · stride, win · stride + W), a token belongs to every window covering it, and a window exists
 -- where at least one of its tokens has an event. Windows turn long training documents into many examples as
 -- short as the texts a probe will score.
--- inputs: events, probe_value
+-- inputs: events, docs, probe_value
 -- params: run_ids VARCHAR[]; layers INTEGER[] (NULL = every layer); value 'binary' | 'count' | 'max';
 --   window_size INTEGER (NULL = whole documents); window_stride INTEGER (NULL = window_size / 2)
 CREATE OR REPLACE MACRO probe_doc_units(run_ids, layers := NULL, value := 'binary', window_size := NULL,
@@ -14,13 +14,18 @@ CREATE OR REPLACE MACRO probe_doc_units(run_ids, layers := NULL, value := 'binar
 WITH
 step AS (SELECT greatest(1, coalesce(window_stride, window_size // 2))::BIGINT AS s),
 windowed AS (
-    SELECT e.run_id, e.lang, e.doc_id, e.layer, e.feature, e.act,
+    SELECT e.doc_id, e.layer, e.feature, e.act,
            unnest(CASE WHEN window_size IS NULL THEN [0::BIGINT]
                        ELSE range(CASE WHEN e.pos < window_size THEN 0 ELSE (e.pos - window_size) // step.s + 1 END,
                                   e.pos // step.s + 1) END) AS win
     FROM events e CROSS JOIN step
     WHERE list_contains(run_ids, e.run_id) AND (layers IS NULL OR list_contains(layers, e.layer))
+),
+cells AS (  -- grouped on integer keys only (a document id names its run and language): the hash table stays small
+    SELECT doc_id, win, layer, feature, probe_value(value, count(*), max(act)) AS x
+    FROM windowed
+    GROUP BY doc_id, win, layer, feature
 )
-SELECT run_id, lang, doc_id, win, layer, feature, probe_value(value, count(*), max(act)) AS x
-FROM windowed
-GROUP BY run_id, lang, doc_id, win, layer, feature;
+SELECT d.run_id, d.lang, c.doc_id, c.win, c.layer, c.feature, c.x
+FROM cells c
+JOIN (SELECT run_id, doc_id, lang FROM docs WHERE list_contains(run_ids, run_id)) d USING (doc_id);
