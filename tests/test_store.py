@@ -467,3 +467,17 @@ def test_duckdb_memory_is_limited_and_spills_outside_the_working_directory(tmp_p
     monkeypatch.setenv("LANGFEAT_DUCKDB_MEMORY", "lots")
     with pytest.raises(UsageError, match="LANGFEAT_DUCKDB_MEMORY='lots' is not a size DuckDB accepts"):
         open_store(tmp_path / "s")
+
+
+def test_a_second_store_on_a_catalog_that_spilled_opens(tmp_path, monkeypatch):
+    """Connections to one catalog file share a DuckDB database; once one has spilled to its temporary folder, a
+    second open (a probe fitted on another thread, say) must not try to set the folder again."""
+    layout = ensure_store(tmp_path / "s")
+    refresh_catalog(layout.root)
+    monkeypatch.setenv("LANGFEAT_DUCKDB_MEMORY", "64MiB")
+    with open_store(tmp_path / "s") as first:
+        first.con.execute("CREATE TEMP TABLE big AS SELECT range AS i, random() AS x, md5(range::VARCHAR) AS h "
+                          "FROM range(3000000)")
+        assert first.con.execute("SELECT count(*) FROM big").fetchall() == [(3000000,)]
+        with open_store(tmp_path / "s") as second:
+            assert second.sql("SELECT 1 AS one")["one"].to_list() == [1]

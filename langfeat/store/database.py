@@ -284,7 +284,10 @@ def _limit_memory(con: duckdb.DuckDBPyConnection) -> None:
     import tempfile
 
     spill = os.path.join(tempfile.gettempdir(), f"langfeat-duckdb-{os.getuid() if hasattr(os, 'getuid') else 0}")
-    con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
+    current = con.execute("SELECT current_setting('temp_directory')").fetchall()[0][0]
+    if current != spill:  # connections to one catalog file share a database, whose folder is set by the first
+        with contextlib.suppress(duckdb.NotImplementedException):  # already spilled there: it stays
+            con.execute(f"SET temp_directory = '{spill.replace(chr(39), chr(39) * 2)}'")
     limit = memory_limit()
     try:
         if limit:
