@@ -288,7 +288,7 @@ class DemoConfig:
     store: str = "demo-store"
     model: str = "gemma3-270m"
     langs: tuple[str, ...] = _corpus_languages()
-    layers: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
+    layers: tuple[int, ...] = (2, 4, 6)
     num_latents: int = 2048
     k: int = 32
     lr: float = 1e-3
