@@ -261,44 +261,38 @@ def _complete_runs(config: DemoConfig, dataset: str) -> set[str]:
     return set(done["lang"].to_list())
 
 
-def ingest_step(config: DemoConfig, models: Models) -> bool:
-    """SAE features and neurons (with per-document neuron values) of the identification split, one run per
-    language (resumes by itself)."""
+def _ingest_split(config: DemoConfig, models: Models, split: str, end: int | None, neurons: bool) -> bool:
+    """One run per language of corpus split ``split`` (:data:`langfeat.corpus.PLAN`), SAE features and with
+    ``neurons`` MLP neurons and per-document neuron values; False when every run is complete (resumes by itself)."""
     from langfeat.ingest import ingest
     from langfeat.options import IngestConfig
 
-    dataset = corpus.PLAN["identify"]
+    dataset = corpus.PLAN[split]
     if set(config.langs) <= _complete_runs(config, dataset):
         return False
     model, tokenizer = models.get()
     ingest(IngestConfig(model=config.model, dataset=dataset, langs=list(config.langs), layers=[config.sae_pattern],
-                        local_sae_dir=config.sae_dir, neurons=True, neuron_docs=True, batch=config.batch,
-                        max_length=config.max_length, end=config.identify_docs, store=config.store,
-                        dtype=config.dtype, device=config.device), model, tokenizer, progress=True)
+                        local_sae_dir=config.sae_dir, neurons=neurons, neuron_docs=neurons, batch=config.batch,
+                        max_length=config.max_length, end=end, store=config.store, dtype=config.dtype,
+                        device=config.device), model, tokenizer, progress=True)
     return True
+
+
+def ingest_step(config: DemoConfig, models: Models) -> bool:
+    """SAE features and neurons (with per-document neuron values) of the identification split."""
+    return _ingest_split(config, models, "identify", config.identify_docs, neurons=True)
 
 
 def ingest_train_step(config: DemoConfig, models: Models) -> bool:
-    """SAE features (no neurons) of the synthetic ``train`` split, one run per language: more training text for
-    the SAE probes (:data:`PROBE_SPLITS`); identification (SAE-LAPE, LAPE, ν, DiffMean) reads only the
-    identification split."""
-    from langfeat.ingest import ingest
-    from langfeat.options import IngestConfig
-
-    dataset = corpus.PLAN["train"]
-    if set(config.langs) <= _complete_runs(config, dataset):
-        return False
-    model, tokenizer = models.get()
-    ingest(IngestConfig(model=config.model, dataset=dataset, langs=list(config.langs), layers=[config.sae_pattern],
-                        local_sae_dir=config.sae_dir, batch=config.batch, max_length=config.max_length,
-                        end=config.train_docs, store=config.store, dtype=config.dtype, device=config.device), model,
-           tokenizer, progress=True)
-    return True
+    """SAE features (no neurons) of the synthetic ``train`` split: more training text for the SAE probes
+    (:data:`PROBE_SPLITS`); identification (SAE-LAPE, LAPE, ν, DiffMean) reads only the identification split."""
+    return _ingest_split(config, models, "train", config.train_docs, neurons=False)
 
 
-def probe_train_configs(config: DemoConfig) -> list[str]:
-    """``--train-configs`` of the SAE probes: every language of each split of :data:`PROBE_SPLITS`."""
-    return [f"{corpus.PLAN[split]}:{lang}" for split in PROBE_SPLITS for lang in config.langs]
+def split_configs(config: DemoConfig, *splits: str) -> list[str]:
+    """``dataset:config`` selections of every language of each corpus split (``--train-configs`` /
+    ``dataset_configs``)."""
+    return [f"{corpus.PLAN[split]}:{lang}" for split in splits for lang in config.langs]
 
 
 def _has_set(config: DemoConfig, name: str) -> bool:
@@ -326,7 +320,7 @@ def identify_step(config: DemoConfig) -> bool:
     identification runs."""
     from langfeat.identify import identify_named
 
-    configs = [f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs]
+    configs = split_configs(config, "identify")
     did = False
     if not _has_set(config, SAE_SET):
         identify_named(config.store, algorithm="sae-lape", layers=[config.sae_pattern], dataset_configs=configs,
@@ -371,7 +365,7 @@ def nu_probe_step(config: DemoConfig) -> bool:
     did = False
     if not _has_set(config, NU_SET):
         identify_named(config.store, algorithm="nu", layers=[config.sae_pattern], top=NU_TOP, name=NU_SET,
-                       dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs])
+                       dataset_configs=split_configs(config, "identify"))
         did = True
     # the neuron probe beside the SAE probes: scikit-learn's saga releases the GIL, so its fit (about a minute on
     # one core) runs on another core while the SAE probes are built and fitted; results go to separate names
@@ -384,7 +378,7 @@ def nu_probe_step(config: DemoConfig) -> bool:
                 dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="sae-probe", model=config.model,
                 local_sae_dir=config.sae_dir, end=config.eval_docs, batch=config.batch,
                 max_length=config.max_length, store=config.store, name=name, device=config.device,
-                dtype=config.dtype, max_features_per_language=k, train_configs=probe_train_configs(config),
+                dtype=config.dtype, max_features_per_language=k, train_configs=split_configs(config, *PROBE_SPLITS),
                 probe_window=PROBE_WINDOW, probe_max_iter=PROBE_MAX_ITER, probe_c=PROBE_C,
             ))
             did = True
@@ -411,7 +405,7 @@ def neuron_probe_step(config: DemoConfig) -> bool:
         dataset=corpus.PLAN["eval"], langs=list(config.langs), classifier="neuron-probe", model=config.model,
         end=config.eval_docs, batch=config.batch, max_length=config.max_length, store=config.store,
         name=NEURON_PROBE_RESULT, device=config.device, dtype=config.dtype, probe_max_iter=NEURON_PROBE_MAX_ITER,
-        train_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+        train_configs=split_configs(config, "identify"),
     ))
     return True
 
@@ -474,7 +468,7 @@ def steer_step(config: DemoConfig, progress: Any) -> bool:
     did = False
     if not _has_result(config, "diffmean_means", DIFFMEAN_SET):
         make_diffmean(config.store, layers=list(config.layers), name=DIFFMEAN_SET, batch=config.batch,
-                      dataset_configs=[f"{corpus.PLAN['identify']}:{lang}" for lang in config.langs],
+                      dataset_configs=split_configs(config, "identify"),
                       max_docs=config.diffmean_docs, device=config.device, dtype=config.dtype,
                       progress=progress)
         did = True
