@@ -83,9 +83,10 @@ def test_source_sql_uses_the_layout(tmp_path):
     got = catalog.source_sql(layout, "events")
     glob = layout.table_glob("events").replace("'", "''")
     first = layout.placeholder("events").as_posix().replace("'", "''")
-    # a run's data: the placeholder first (the view binds its schema to it), only runs whose manifest says complete
+    # a run's data: the placeholder first (the view binds its schema to it), the planner told the table's size
+    # (catalog.ESTIMATED_ROWS), only runs whose manifest says complete
     assert got == (f"(SELECT * FROM read_parquet(['{first}', '{glob}'], hive_partitioning = true, hive_types = "
-                   "{'run_id': VARCHAR, 'lang': VARCHAR, 'layer': INTEGER}) "
+                   "{'run_id': VARCHAR, 'lang': VARCHAR, 'layer': INTEGER}, explicit_cardinality = 1000000000) "
                    "WHERE run_id IN (SELECT run_id FROM runs WHERE status = 'complete'))")
     glob = layout.table_glob("ppl_results").replace("'", "''")
     assert catalog.source_sql(layout, "ppl_results") == (

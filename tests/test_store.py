@@ -481,3 +481,36 @@ def test_a_second_store_on_a_catalog_that_spilled_opens(tmp_path, monkeypatch):
         assert first.con.execute("SELECT count(*) FROM big").fetchall() == [(3000000,)]
         with open_store(tmp_path / "s") as second:
             assert second.sql("SELECT 1 AS one")["one"].to_list() == [1]
+
+
+def _plan(store: Store, query: str) -> list[dict]:
+    return json.loads(store.con.execute(f"EXPLAIN (FORMAT JSON) {query}").fetchall()[0][1])
+
+
+def _nodes(nodes: list[dict]):
+    for node in nodes:
+        yield node
+        yield from _nodes(node.get("children", []))
+
+
+def test_the_planner_knows_the_run_tables_are_large(populated):
+    """The placeholder read first would make DuckDB estimate every run table at 0 rows (first file × files): the
+    views pass catalog.ESTIMATED_ROWS, so a join of a small results table with the events builds its hash table
+    on the results side (the right child) and probes with the event scan."""
+    from langfeat.store.catalog import ESTIMATED_ROWS
+
+    layout, _ = populated
+    write_set(layout.root, "S", [("en", 0, 5), ("de", 2, 3)])
+    with open_store(layout.root) as store:
+        for table, rows in ESTIMATED_ROWS.items():
+            scans = [n for n in _nodes(_plan(store, f"SELECT * FROM {table}")) if n["name"] == "READ_PARQUET"]
+            assert [int(n["extra_info"]["Estimated Cardinality"]) for n in scans] == [rows], table
+        query = ("SELECT count(*) AS n FROM feature_sets f JOIN events e ON e.layer = f.layer AND e.feature = f.feature"
+                 " WHERE f.name = 'S'")
+        joins = [n for n in _nodes(_plan(store, query)) if n["name"] == "HASH_JOIN"
+                 and "feature = feature" in str(n["extra_info"].get("Conditions"))]
+        assert len(joins) == 1
+        build = list(_nodes([joins[0]["children"][1]]))
+        assert all(n["extra_info"].get("Estimated Cardinality") != str(ESTIMATED_ROWS["events"]) for n in build)
+        # (layer 0, feature 5): en twice, de twice; (layer 2, feature 3): en once, de once; th (running) not counted
+        assert store.sql(query)["n"][0] == 6

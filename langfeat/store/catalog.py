@@ -7,6 +7,7 @@ renamed into place, and rebuilt when its schema version, langfeat version, store
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import os
 import re
@@ -32,6 +33,13 @@ SKIP_SQL = {"db/tables.sql"}  # DDL documentation of the file schemas, not views
 META_TABLE = "langfeat_meta"
 # queries/ is layered like a dbt project: each folder reads only db/ and the folders before it.
 QUERY_LAYERS = ("stats", "identify", "reports", "classify", "ppl", "generate", "html", "interpret", "demo")
+# What DuckDB's planner is told a run table holds (read_parquet's explicit_cardinality): orders of magnitude, the
+# largest table first. The zero-row placeholder is read first (it binds the schema), and DuckDB estimates a scan as
+# the first file's rows times the files, so without this every run table is estimated at 0 rows: each join with a
+# results table built its hash table on the whole event scan (one classify_metrics lookup on the demo store held
+# 5 GB and spilled), and scans ran on one thread.
+ESTIMATED_ROWS = {"events": 10**9, "neuron_docs": 10**8, "tokens": 10**7, "feature_counts": 10**6,
+                  "neuron_counts": 10**6, "docs": 10**5}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -66,7 +74,7 @@ def sql_file(label: str) -> str:
 
 
 def _sql_hash(files: Sequence[tuple[str, str]]) -> str:
-    digest = hashlib.sha256()
+    digest = hashlib.sha256(repr(sorted(ESTIMATED_ROWS.items())).encode() if _explicit_cardinality() else b"")
     for label, text in files:
         digest.update(label.encode() + b"\0" + text.encode() + b"\0")
     return digest.hexdigest()[:16]
@@ -76,19 +84,29 @@ def _quote(text: str) -> str:
     return "'" + text.replace("'", "''") + "'"
 
 
+@functools.cache
+def _explicit_cardinality() -> bool:
+    """Whether this DuckDB's read_parquet takes ``explicit_cardinality`` (1.2 and later do)."""
+    with duckdb.connect(":memory:") as con:
+        return bool(con.execute("SELECT list_contains(parameters, 'explicit_cardinality') FROM duckdb_functions() "
+                                "WHERE function_name = 'read_parquet' LIMIT 1").fetchall()[0][0])
+
+
 def source_sql(layout: Layout, table: str) -> str:
     """What ``{source:<table>}`` stands for in a view file: the rows of ``table``'s Parquet files with their
     partition columns, the placeholder files left out.
 
     A run's data (:data:`TABLES`) is visible exactly when its manifest says ``complete`` (the manifest rename is
     the commit point), and the placeholder file is read first so the view binds its schema to it, not to
-    whichever data file sorts first (one corrupt file then fails only the queries that read it)."""
+    whichever data file sorts first (one corrupt file then fails only the queries that read it); the planner is
+    given the table's :data:`ESTIMATED_ROWS`."""
     parts = partitions(table)
     types = ", ".join(f"'{col}': {typ}" for col, typ in parts.items())
     first = next(iter(parts))
     if table in TABLES:
         files = f"[{_quote(layout.placeholder(table).as_posix())}, {_quote(layout.table_glob(table))}]"
-        return (f"(SELECT * FROM read_parquet({files}, hive_partitioning = true, hive_types = {{{types}}}) "
+        estimate = f", explicit_cardinality = {ESTIMATED_ROWS[table]}" if _explicit_cardinality() else ""
+        return (f"(SELECT * FROM read_parquet({files}, hive_partitioning = true, hive_types = {{{types}}}{estimate}) "
                 f"WHERE {first} IN (SELECT run_id FROM runs WHERE status = 'complete'))")
     return (f"(SELECT * FROM read_parquet({_quote(layout.table_glob(table))}, hive_partitioning = true, "
             f"hive_types = {{{types}}}, union_by_name = true) WHERE {first} <> {_quote(SCHEMA_RUN)})")
