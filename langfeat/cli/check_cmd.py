@@ -14,8 +14,8 @@ from rich.text import Text
 
 from langfeat.cli.app import app, out_console
 from langfeat.cli.options import (
+    CLASSIFIER_HELP,
     MODEL_HELP,
-    Classifier,
     Device,
     Dtype,
     FeatureSet,
@@ -45,7 +45,10 @@ def check_command(
     model: Annotated[str, typer.Option("--model", "-m", help=MODEL_HELP, show_default=False)],
     feature_set: FeatureSet = None,
     lape_result_path: LapeResultPath = None,
-    classifier: Classifier = K.classifier,
+    classifier: Annotated[str, typer.Option(
+        "--classifier-type", help=CLASSIFIER_HELP + " | sae-probe (score with the weights of a sparse probe: pass "
+                                                    "the set `classify --classifier-type sae-probe` wrote).")
+    ] = K.classifier,
     layers: Annotated[Optional[list[str]], typer.Option(  # noqa: UP045
         "--layer", help="Layer pattern(s), e.g. model.layers.{0..15}.mlp; default: every layer of the set.")
     ] = None,

@@ -75,7 +75,6 @@ LapeResultPath = Annotated[Optional[str], typer.Option(  # noqa: UP045
     help="A paper LAPE result .pt file instead of --feature-set.")]
 CLASSIFIER_HELP = ("How votes become the prediction: sae-count | sae-min-max | sae-norm (the paper's 'count' and "
                    "'min-max' are accepted)")
-Classifier = Annotated[str, typer.Option("--classifier-type", help=CLASSIFIER_HELP + ".")]
 
 # -- the ingestion engine -------------------------------------------------------------------------------------
 Engine = Annotated[str, typer.Option(

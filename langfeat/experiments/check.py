@@ -3,9 +3,12 @@
 The paper's ``check_active_features.py``: each text is run through the model, its MLP outputs are SAE-encoded
 (the ingestion code path, in memory), and the events are matched against a feature set. The votes and the
 prediction come from the same SQL as ``langfeat classify`` (``queries/classify/10_classify_votes.sql`` and
-``20_classify_predictions.sql``, run on in-memory frames), so ties and empty texts predict ``unknown``. Fired
-features are listed per language with the tokens they fired on and, when the store holds
-``feature_explanations``, their explanations.
+``20_classify_predictions.sql``, run on in-memory frames), so ties and empty texts predict ``unknown``. With
+``--classifier-type sae-probe`` the set must be one a sparse probe wrote (``classify --classifier-type sae-probe``
+stores it under its result's name): the text is scored with that result's coefficients and intercepts, exactly as
+``classify`` scores a held-out document. Fired features are listed per language with the tokens they fired on
+(for a probe: its features of positive weight) and, when the store holds ``feature_explanations``, their
+explanations.
 """
 
 from __future__ import annotations
@@ -32,6 +35,28 @@ from langfeat.store.layout import sql_text
 VOTE_SQL = ("classify/01_probe_value.sql", "classify/03_probe_neuron_value.sql", "classify/10_classify_votes.sql",
             "classify/20_classify_predictions.sql")
 _RUN = "memory"
+CHECK_CLASSIFIERS = (*SAE_CLASSIFIERS, "sae-probe")
+
+
+@dataclass(frozen=True)
+class ProbeWeights:
+    """A stored sae-probe result's model: ``units`` (lang, layer, feature, weight, value: every non-zero
+    coefficient, classify_units rows) and ``langs`` (lang, n_units, bias: the intercepts)."""
+
+    units: pl.DataFrame
+    langs: pl.DataFrame
+
+
+def probe_weights(store: Any, name: str) -> ProbeWeights:
+    """The coefficients and intercepts of the sae-probe result ``name`` (an open Store)."""
+    units = store.sql("SELECT lang, layer, feature, weight, value FROM classify_units "
+                      "WHERE name = ? AND kind = 'sae' ORDER BY lang, layer, feature", [name])
+    langs = store.sql("SELECT lang, n_units, bias FROM classify_langs WHERE name = ?", [name])
+    if units.height == 0 or langs.height == 0 or langs["bias"].null_count():
+        raise UsageError(f"feature set {name!r} is not a sparse probe's: --classifier-type sae-probe needs a set "
+                         "that `langfeat classify --classifier-type sae-probe` wrote (named as its result)")
+    return ProbeWeights(units.with_columns(pl.col("layer").cast(pl.Int32), pl.col("feature").cast(pl.Int32)),
+                        langs.with_columns(pl.col("n_units").cast(pl.Int32)))
 
 
 @dataclass
@@ -64,9 +89,18 @@ class CheckResult:
 
 def score_events(events: pl.DataFrame, units: pl.DataFrame, cand: pl.DataFrame, n_docs: int, classifier: str
                  ) -> tuple[pl.DataFrame, pl.DataFrame]:
-    """``(scores, predictions)`` of in-memory events (doc, layer, feature, act) by the classify SQL views."""
-    if classifier not in SAE_CLASSIFIERS:
-        raise UsageError(f"check votes with SAE features: use --classifier-type {' | '.join(SAE_CLASSIFIERS)}")
+    """``(scores, predictions)`` of in-memory events (doc, layer, feature, act) by the classify SQL views.
+
+    For ``sae-probe``, ``units`` carry ``weight`` and ``value`` and ``cand`` carries ``bias`` (:class:`ProbeWeights`).
+    """
+    if classifier not in CHECK_CLASSIFIERS:
+        raise UsageError(f"check scores with SAE features: use --classifier-type {' | '.join(CHECK_CLASSIFIERS)}")
+    if classifier == "sae-probe":
+        units = units.with_columns(kind=pl.lit("sae"), act_min=pl.lit(None, pl.Float32),
+                                   act_max=pl.lit(None, pl.Float32))
+        bias, weight, value = pl.col("bias").cast(pl.Float64), pl.col("weight").cast(pl.Float64), pl.col("value")
+    else:
+        bias, weight, value = pl.lit(None, pl.Float64), pl.lit(None, pl.Float64), pl.lit(None, pl.String)
     docs = pl.DataFrame({
         "name": _RUN, "classifier": classifier, "doc": list(range(n_docs)), "label": "", "config": "",
         "row": list(range(n_docs)), "run_id": _RUN, "doc_id": list(range(n_docs)), "text": "",
@@ -77,10 +111,9 @@ def score_events(events: pl.DataFrame, units: pl.DataFrame, cand: pl.DataFrame, 
                                 pl.col("layer").cast(pl.Int32), pl.col("feature").cast(pl.Int32),
                                 pl.col("act").cast(pl.Float32)),
         "classify_docs": docs,
-        "classify_langs": cand.select(pl.lit(_RUN).alias("name"), "lang", "n_units",
-                                      bias=pl.lit(None, pl.Float64)),
-        "classify_units": units.select(pl.lit(_RUN).alias("name"), *units.columns, weight=pl.lit(None, pl.Float64),
-                                       value=pl.lit(None, pl.String)),
+        "classify_langs": cand.select(pl.lit(_RUN).alias("name"), "lang", "n_units", bias.alias("bias")),
+        "classify_units": units.select(pl.lit(_RUN).alias("name"), "kind", "lang", "layer", "feature", "act_min",
+                                       "act_max", weight.alias("weight"), value.alias("value")),
         "classify_scores": pl.DataFrame(schema={"name": pl.String, "doc": pl.Int32, "lang": pl.String,
                                                 "score": pl.Float64}),
         # the neuron probe's inputs (no rows: check votes with SAE features)
@@ -125,19 +158,29 @@ def check_texts(
     explanations: pl.DataFrame | None = None,
     batch: int = 16,
     max_length: int | None = None,
+    probe: ProbeWeights | None = None,
 ) -> CheckResult:
-    """Encode ``texts`` at the layers of ``saes`` and match the events with the SAE ``units`` (classify_units rows)."""
+    """Encode ``texts`` at the layers of ``saes`` and match the events with the SAE ``units`` (classify_units rows);
+    ``sae-probe`` scores with ``probe`` (whose layers must all be in ``saes``) and lists ``units`` as fired."""
     from langfeat.ingest import encode_texts
 
     if not texts:
         raise UsageError("no text given: pass --text \"...\" (repeat for several)")
     if classifier == "sae-min-max":
         check_minmax(units)
+    if (classifier == "sae-probe") != (probe is not None):
+        raise UsageError("--classifier-type sae-probe scores with a probe's weights, and only it does: pass a set "
+                         "that `classify --classifier-type sae-probe` wrote")
+    if probe is not None and not set(probe.units["layer"].to_list()) <= set(saes):
+        raise UsageError("the probe has coefficients at layers without an SAE here: drop --layer, or pass every "
+                         "layer the probe was trained on")
     specs = mlp_specs(base_prefix(model), saes)
     events, tokens = encode_texts(list(texts), model, tokenizer, specs, saes, batch, max_length)
     units = units.filter(pl.col("layer").is_in(sorted(saes)))
-    cand = candidate_langs(units)
-    scores, preds = score_events(events, units, cand, len(texts), classifier)
+    if probe is None:
+        scores, preds = score_events(events, units, candidate_langs(units), len(texts), classifier)
+    else:
+        scores, preds = score_events(events, probe.units, probe.langs, len(texts), classifier)
     tokens = token_frame(tokenizer, tokens)
     return CheckResult(list(texts), preds, scores, fired_features(events, units, tokens, explanations), tokens)
 
@@ -192,24 +235,37 @@ def check(opts: CheckOptions) -> CheckResult:
     source = FeatureSource.of(opts).check()
     if opts.sae_model is None and opts.local_sae_dir is None:
         raise UsageError("check encodes MLP outputs: pass --sae-model HUB_ID or --local-sae-dir DIR")
-    if opts.classifier not in SAE_CLASSIFIERS:
-        raise UsageError(f"unknown --classifier-type {opts.classifier!r}: use one of {', '.join(SAE_CLASSIFIERS)}")
+    if opts.classifier not in CHECK_CLASSIFIERS:
+        raise UsageError(f"unknown --classifier-type {opts.classifier!r}: use one of {', '.join(CHECK_CLASSIFIERS)}")
+    if opts.classifier == "sae-probe" and source.feature_set is None:
+        raise UsageError("--classifier-type sae-probe reads a probe's weights from the store: pass --feature-set "
+                         "NAME (a set `classify --classifier-type sae-probe` wrote), not --lape-result-path")
     wanted = sorted({s.layer for s in parse_option(opts.layers)}) if opts.layers else None
     units = select_units(load_feature_set(opts.store, source), "sae", wanted)
     explanations = None
+    probe = None
     if store_path(opts.store).joinpath("runs").is_dir():
         from langfeat.store import open_store
 
         with open_store(opts.store) as store:
             explanations = load_explanations(store, opts.explanations)
+            if opts.classifier == "sae-probe":
+                probe = probe_weights(store, str(source.feature_set))
     elif opts.explanations is not None:
         raise UsageError(f"no store at {store_path(opts.store)} to read explanations from: pass --store")
+    if opts.classifier == "sae-probe":
+        if probe is None:
+            raise UsageError(f"no store at {store_path(opts.store)} to read the probe from: pass --store")
+        if wanted is not None and not set(probe.units["layer"].to_list()) <= set(wanted):
+            raise UsageError("the probe has coefficients at layers --layer leaves out: drop --layer, or pass every "
+                             "layer the probe was trained on")
     model, tokenizer = load_model(opts.model, opts.gguf_file, opts.dtype, opts.device)
     prefix = base_prefix(model)
-    specs = mlp_specs(prefix, units["layer"].to_list())
+    layers = units["layer"].to_list() + (probe.units["layer"].to_list() if probe is not None else [])
+    specs = mlp_specs(prefix, layers)
     saes = load_saes(specs, opts.sae_model, opts.local_sae_dir, next(model.parameters()).device, prefix=prefix)
     return check_texts(opts.texts, model, tokenizer, units, saes, opts.classifier, explanations, opts.batch,
-                       opts.max_length)
+                       opts.max_length, probe)
 
 
 # ---------------------------------------------------------------------------------------------------------------
