@@ -17,7 +17,8 @@ Steps (one function each, every one skipped when its output already exists):
    ``steer``     DiffMean vectors (set ``demo-diffmean``) and a scored steering sweep over α of SAE-LAPE features,
                  DiffMean and prompting (result ``demo-sweep``);
    ``ppl_methods`` ΔPPL matrices of the other methods: ν and probe features (α = −0.2·max), DiffMean (α = −1);
-9. ``check``     ``langfeat check`` on a few texts (``<store>/demo/check.json``);
+9. ``check``     ``langfeat check`` on a few texts, by the SAE-LAPE vote and by the SAE probe
+                 (``<store>/demo/check.json``);
 10. ``report``   the HTML report.
 
 Features are identified on synthetic prose and evaluated on the UDHR, a different source
@@ -29,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import json
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -54,7 +56,8 @@ SWEEP_RESULT = "demo-sweep"
 SWEEP_METHODS = ("sae-features", "diffmean", "prompting")
 NU_SET = "demo-nu"  # Deng et al.'s ν over the identification runs, the first NU_TOP SAE features per language
 NU_TOP = 20
-PROBE_RESULTS = {"demo-sae-probe": None, "demo-sae-probe-k2": 2}  # sae-probe results -> features per language
+PROBE_SET = "demo-sae-probe"  # the SAE probe over every feature (k = all): result and feature set
+PROBE_RESULTS = {PROBE_SET: None, "demo-sae-probe-k2": 2}  # sae-probe results -> features per language
 PROBE_WINDOW = 16  # the SAE probes train on windows of 16 tokens (every 8) of their training documents
 PROBE_SPLITS = ("identify", "train")  # the SAE probes' training text: both synthetic splits (docs/methods.md)
 PROBE_MAX_ITER = 30  # saga epochs of the SAE probes (three times the text of the identification split alone)
@@ -62,7 +65,7 @@ NEURON_PROBE_MAX_ITER = 50  # saga epochs of the neuron probe (identification sp
 PROBE_C = 0.1  # SAE probes: inverse L1 strength (languages balanced); 0.967 on the UDHR texts where C = 1 gave 0.937
 PPL_METHOD_RUNS = {  # after the steering step, which makes the DiffMean vectors: the other methods' ΔPPL matrices
     "demo-ppl-nu": ("sae-features", NU_SET, -0.2, 0.0),
-    "demo-ppl-probe": ("sae-features", "demo-sae-probe", -0.2, 0.0),
+    "demo-ppl-probe": ("sae-features", PROBE_SET, -0.2, 0.0),
     "demo-ppl-diffmean": ("diffmean", DIFFMEAN_SET, -1.0, 0.0),
 }
 NEURON_PROBE_RESULT = "demo-neuron-probe"  # neuron-probe over every neuron (k = all)
@@ -358,6 +361,8 @@ def classify_step(config: DemoConfig, progress: Any) -> bool:
 def nu_probe_step(config: DemoConfig) -> bool:
     """ν features (set ``demo-nu``) and the sparse probe (k = all and k = 2) trained on the identification runs,
     evaluated on the held-out UDHR texts classify ingested."""
+    from sklearn.exceptions import ConvergenceWarning
+
     from langfeat.experiments.classify import classify
     from langfeat.identify import identify_named
     from langfeat.options import ClassifyOptions
@@ -368,8 +373,11 @@ def nu_probe_step(config: DemoConfig) -> bool:
                        dataset_configs=split_configs(config, "identify"))
         did = True
     # the neuron probe beside the SAE probes: scikit-learn's saga releases the GIL, so its fit (about a minute on
-    # one core) runs on another core while the SAE probes are built and fitted; results go to separate names
-    with ThreadPoolExecutor(max_workers=1) as pool:
+    # one core) runs on another core while the SAE probes are built and fitted; results go to separate names.
+    # The demo caps the epochs on purpose; warning filters are process-wide, so the fits' own ConvergenceWarning
+    # filter (probe.fit) is set here too, for as long as both threads run
+    with warnings.catch_warnings(), ThreadPoolExecutor(max_workers=1) as pool:
+        warnings.simplefilter("ignore", ConvergenceWarning)
         neurons = pool.submit(neuron_probe_step, config)
         for name, k in PROBE_RESULTS.items():
             if _has_result(config, "classify_docs", name):
@@ -491,23 +499,34 @@ def _check_path(config: DemoConfig) -> Path:
     return store_path(config.store) / "demo" / "check.json"
 
 
+CHECK_CLASSIFIERS = {"prediction": [SAE_SET, "sae-count"], "probe_prediction": [PROBE_SET, "sae-probe"]}
+
+
 def check_step(config: DemoConfig) -> tuple[list[dict[str, Any]], bool]:
-    """``langfeat check`` on :attr:`DemoConfig.check_texts` (cached as ``<store>/demo/check.json``)."""
+    """``langfeat check`` on :attr:`DemoConfig.check_texts`, by the SAE-LAPE vote (``prediction``, with the number
+    of the set's features that fired) and by the SAE probe's weights (``probe_prediction``); cached as
+    ``<store>/demo/check.json``."""
     from langfeat.experiments.check import check
     from langfeat.options import CheckOptions
 
     path = _check_path(config)
     if path.exists():
         cached = json.loads(path.read_text(encoding="utf-8"))
-        if [c["text"] for c in cached] == list(config.check_texts):
-            return cached, False
-    result = check(CheckOptions(texts=list(config.check_texts), model=config.model, feature_set=SAE_SET,
-                                local_sae_dir=config.sae_dir, store=config.store, device=config.device,
-                                dtype=config.dtype))
-    rows = [{"text": r["text"], "prediction": r["prediction"], "n_features": len(r["features"])}
-            for r in result.to_json()]
+        if isinstance(cached, dict) and cached.get("classifiers") == CHECK_CLASSIFIERS \
+                and [c["text"] for c in cached["rows"]] == list(config.check_texts):
+            return cached["rows"], False
+    rows = [{"text": text} for text in config.check_texts]
+    for column, (feature_set, classifier) in CHECK_CLASSIFIERS.items():
+        result = check(CheckOptions(texts=list(config.check_texts), model=config.model, feature_set=feature_set,
+                                    classifier=classifier, local_sae_dir=config.sae_dir, store=config.store,
+                                    device=config.device, dtype=config.dtype))
+        for row, r in zip(rows, result.to_json(), strict=True):
+            row[column] = r["prediction"]
+            if classifier == "sae-count":
+                row["n_features"] = len(r["features"])
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(rows, ensure_ascii=False, indent=1), encoding="utf-8")
+    payload = {"classifiers": CHECK_CLASSIFIERS, "rows": rows}
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=1), encoding="utf-8")
     return rows, True
 
 

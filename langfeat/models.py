@@ -25,9 +25,10 @@ import torch
 
 from langfeat.errors import UsageError
 from langfeat.layers import LayerSpec
+from langfeat.options import DTYPE_NAMES
 from langfeat.sae_identity import check_sae_source
 
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+DTYPES = {name: getattr(torch, name) for name in DTYPE_NAMES}
 
 
 @dataclass(frozen=True)

@@ -281,6 +281,9 @@ CHECK_TEXTS = (
 )
 
 
+DTYPE_NAMES = ("float32", "bfloat16", "float16")  # the model precisions --dtype takes (langfeat.models.DTYPES)
+
+
 @dataclass(frozen=True)
 class DemoConfig:
     """Sizes of the demo (docs/demo.md explains the choice). ``*_docs`` are per language; None = the whole split."""
@@ -288,7 +291,7 @@ class DemoConfig:
     store: str = "demo-store"
     model: str = "gemma3-270m"
     langs: tuple[str, ...] = _corpus_languages()
-    layers: tuple[int, ...] = (2, 4, 6)
+    layers: tuple[int, ...] = (1, 2, 3, 4, 5, 6)
     num_latents: int = 2048
     k: int = 32
     lr: float = 1e-3
@@ -344,8 +347,8 @@ class DemoConfig:
                 raise UsageError(f"{what} {value} is not positive: pass a value >= 1")
         if not self.layers:
             raise UsageError("no layers: pass --layer with at least one layer number")
-        if self.dtype not in ("auto", "float32", "bfloat16", "float16"):
-            raise UsageError(f"unknown --dtype {self.dtype!r}: use auto, float32, bfloat16 or float16")
+        if self.dtype not in ("auto", *DTYPE_NAMES):
+            raise UsageError(f"unknown --dtype {self.dtype!r}: use auto or one of {', '.join(DTYPE_NAMES)}")
         if self.k > self.num_latents:
             raise UsageError(f"--k {self.k} exceeds --num-latents {self.num_latents}: lower k")
         for group in (self.langs, self.ppl_langs, self.generate_langs):

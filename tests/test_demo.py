@@ -78,6 +78,9 @@ def test_every_step_ran_and_the_summary_reads_the_store(demo):
     assert not extra["neurons"].any() and set(runs["dtype"].to_list()) == {"float32"}
     assert s.switch.height == len(set(s.features.filter(pl.col("sae") > 0)["lang"])) * 2
     assert [c["text"] for c in s.check] == list(cfg.check_texts)
+    for row in s.check:  # by the SAE-LAPE vote and by the probe (scored in test_check against a hand model)
+        assert set(row) == {"text", "prediction", "probe_prediction", "n_features"}
+        assert {row["prediction"], row["probe_prediction"]} <= {*LANGS, "unknown"}
 
 
 def test_nu_and_probe_steps(demo):

@@ -140,7 +140,7 @@ def test_demo_dtype_is_checked():
     from langfeat.options import DemoConfig
 
     assert DemoConfig().dtype == "auto"
-    with pytest.raises(UsageError, match="unknown --dtype 'half': use auto, float32, bfloat16 or float16"):
+    with pytest.raises(UsageError, match="unknown --dtype 'half': use auto or one of float32, bfloat16, float16"):
         DemoConfig(dtype="half").check()
 
 

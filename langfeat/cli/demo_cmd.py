@@ -22,7 +22,7 @@ def demo_command(
                      ] = D.model,
     quick: Annotated[bool, typer.Option("--quick", help="Less text and fewer samples (a few minutes).")] = False,
     layers: Annotated[Optional[list[int]], typer.Option(  # noqa: UP045
-        "--layer", help="Layer numbers to train SAEs on and hook (default 2 4 6).")] = None,
+        "--layer", help="Layer numbers to train SAEs on and hook (default 1 2 3 4 5 6).")] = None,
     num_latents: Annotated[int, typer.Option(help="SAE width.")] = D.num_latents,
     k: Annotated[int, typer.Option(help="Active latents per token (TopK).")] = D.k,
     device: Annotated[str, typer.Option(help="auto | cpu | cuda.")] = D.device,
