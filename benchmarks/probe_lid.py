@@ -2,11 +2,12 @@
 of training text, beside fastText on the same texts, on a finished demo store (run ``make demo`` first).
 
     .venv/bin/python benchmarks/probe_lid.py [--store demo-store] [--only N ...] [--flores DIR] [--flores-docs 40]
-                                             [--ntrex DIR] [--ntrex-docs 300] [--ui DIR]
+                                             [--ntrex DIR] [--ntrex-docs 300] [--ui DIR] [--udhr-docs 20|all]
 
 Every variant is ``classify --classifier-type sae-probe`` (k = all, value count) scored on the demo's 300 UDHR
-segments and, for the variants marked so, on FLORES-200 devtest sentences (``--flores``: a folder of
-``<code>.devtest.gz`` files; default ``$LANGFEAT_SHARED/data/flores200_devtest`` when it exists), a second source
+segments (``--udhr-docs all``: all 887) and, for the variants marked so, on FLORES-200 devtest sentences
+(``--flores``: a folder of ``<code>.devtest.gz`` files; default ``$LANGFEAT_SHARED/data/flores200_devtest`` when it
+exists), a second source
 none of the settings were chosen on. The variants differ in the class weights (``--probe-class-weight``), C
 (``--probe-c``), the training windows and epochs, and the training text: the demo's synthetic identification split,
 that split plus the synthetic ``train`` split (the SAEs' training text, three times as much text in all), or that
@@ -103,6 +104,14 @@ def store_dtype(store: str) -> str:
     return found[0] if len(found) else "float32"
 
 
+def store_layers(config: DemoConfig) -> tuple[int, ...]:
+    """The layers the demo trained SAEs on (``<store>-saes/layers.N.mlp``): extra text is ingested at those."""
+    found = sorted(int(p.parent.name.split(".")[1]) for p in Path(config.sae_dir).glob("layers.*.mlp/cfg.json"))
+    if not found:
+        raise SystemExit(f"no SAEs in {config.sae_dir}: run `make demo` first")
+    return tuple(found)
+
+
 def accuracy(store: str, name: str) -> float:
     with open_store(store) as st:
         return st.sql("SELECT accuracy FROM classify_metrics WHERE name = ?", [name]).item()
@@ -120,13 +129,16 @@ def main() -> None:
     parser.add_argument("--ntrex", type=Path, default=news if news.is_dir() else None,
                         help="folder of NTREX-128 newstest2019-ref.<code>.txt files (default: $LANGFEAT_SHARED's)")
     parser.add_argument("--ntrex-docs", type=int, default=300, help="NTREX sentences per language (default 300)")
+    parser.add_argument("--udhr-docs", default=None,
+                        help="UDHR segments per language to score: a number or 'all' (default: the demo's 20)")
     parser.add_argument("--ui", type=Path, default=None,
                         help="folder of <lang>.txt interface messages (benchmarks/ui_text.py writes it)")
     args = parser.parse_args()
     config = DemoConfig(store=str(Path(args.store).resolve()))
     if not (Path(config.store) / "results" / "classify_docs" / f"name={FASTTEXT}").exists():
         raise SystemExit(f"{args.store} holds no finished demo (no {FASTTEXT} result): run `make demo` first")
-    config = replace(config, dtype=store_dtype(config.store))
+    config = replace(config, dtype=store_dtype(config.store), layers=store_layers(config))
+    udhr_docs = config.eval_docs if args.udhr_docs is None else None if args.udhr_docs == "all" else int(args.udhr_docs)
     langs = list(config.langs)
     chosen = [(i, v) for i, v in enumerate(VARIANTS) if args.only is None or i in args.only]
     if args.ntrex is None and any("ntrex" in v.extra.split("+") for _, v in chosen):
@@ -141,7 +153,7 @@ def main() -> None:
                            args.ntrex_docs)
     if args.ui is not None:
         extras["ui"] = (f"{args.ui.resolve()}/{{lang}}.txt", langs, None)
-    sources = {"udhr": (corpus.PLAN["eval"], langs, config.eval_docs)}
+    sources = {"udhr": (corpus.PLAN["eval"], langs, udhr_docs)}
     if args.flores is not None:
         sources["flores"] = (f"{args.flores}/{{lang}}.devtest.gz", [FLORES_CODES[lang] for lang in langs],
                              args.flores_docs)
@@ -149,6 +161,10 @@ def main() -> None:
         store = os.path.join(tmp, "store")
         shutil.copytree(config.store, store)
         fasttext = {"udhr": accuracy(store, FASTTEXT)}
+        if udhr_docs != config.eval_docs:
+            classify(ClassifyOptions(dataset=corpus.PLAN["eval"], langs=langs, classifier="fasttext", end=udhr_docs,
+                                     store=store, name="bench-fasttext-udhr"))
+            fasttext["udhr"] = accuracy(store, "bench-fasttext-udhr")
         if "flores" in sources:
             dataset, codes, end = sources["flores"]
             classify(ClassifyOptions(dataset=dataset, langs=codes, classifier="fasttext", end=end, store=store,
