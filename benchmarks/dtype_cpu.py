@@ -26,14 +26,8 @@ import torch
 
 from langfeat import corpus
 from langfeat.activations import mlp_outputs, pad_batch, plan_batches
+from langfeat.demo import interleaved
 from langfeat.models import fast_bfloat16, load_model, load_sae, tokenize
-
-
-def _texts(n: int) -> list[str]:
-    langs = corpus.languages("synthetic")
-    per = -(-n // len(langs))
-    lists = [corpus.texts("synthetic", "identify", lang)[:per] for lang in langs]
-    return [t for row in zip(*lists, strict=False) for t in row][:n]
 
 
 def _timed(fn, repeat: int) -> float:
@@ -61,7 +55,9 @@ def main() -> None:
 
     loaded = {dt: load_model(args.model, dtype=dt, device="cpu") for dt in ("float32", "bfloat16")}
     tokenizer = loaded["float32"][1]
-    ids = tokenize(tokenizer, _texts(args.docs), args.max_length)
+    langs = tuple(corpus.languages("synthetic"))
+    texts = interleaved("synthetic", "identify", langs, -(-args.docs // len(langs)))[: args.docs]
+    ids = tokenize(tokenizer, texts, args.max_length)
     batches = plan_batches([len(x) for x in ids], args.batch)
     pad = tokenizer.pad_token_id or 0
     print(f"{len(ids)} documents, {sum(map(len, ids))} tokens, batches of {args.batch}, layers {layers}")

@@ -104,12 +104,12 @@ def store_dtype(store: str) -> str:
     return found[0] if len(found) else "float32"
 
 
-def store_layers(config: DemoConfig) -> tuple[int, ...]:
-    """The layers the demo trained SAEs on (``<store>-saes/layers.N.mlp``): extra text is ingested at those."""
-    found = sorted(int(p.parent.name.split(".")[1]) for p in Path(config.sae_dir).glob("layers.*.mlp/cfg.json"))
-    if not found:
-        raise SystemExit(f"no SAEs in {config.sae_dir}: run `make demo` first")
-    return tuple(found)
+def store_layers(store: str) -> tuple[int, ...]:
+    """The SAE layers of the demo store's identification runs (extra text is ingested at the same layers)."""
+    with open_store(store) as st:
+        found = st.sql("SELECT DISTINCT unnest(sae_layers) AS layer FROM runs WHERE dataset = ? ORDER BY layer",
+                       [corpus.PLAN["identify"]])["layer"]
+    return tuple(found.to_list())
 
 
 def accuracy(store: str, name: str) -> float:
@@ -137,7 +137,7 @@ def main() -> None:
     config = DemoConfig(store=str(Path(args.store).resolve()))
     if not (Path(config.store) / "results" / "classify_docs" / f"name={FASTTEXT}").exists():
         raise SystemExit(f"{args.store} holds no finished demo (no {FASTTEXT} result): run `make demo` first")
-    config = replace(config, dtype=store_dtype(config.store), layers=store_layers(config))
+    config = replace(config, dtype=store_dtype(config.store), layers=store_layers(config.store))
     udhr_docs = config.eval_docs if args.udhr_docs is None else None if args.udhr_docs == "all" else int(args.udhr_docs)
     langs = list(config.langs)
     chosen = [(i, v) for i, v in enumerate(VARIANTS) if args.only is None or i in args.only]

@@ -151,7 +151,7 @@ class Models:
 # the steps
 
 
-def _interleaved(source: str, split: str, langs: tuple[str, ...], per_lang: int | None) -> list[str]:
+def interleaved(source: str, split: str, langs: tuple[str, ...], per_lang: int | None) -> list[str]:
     """``per_lang`` segments of each language, interleaved (one pass of SAE training sees every language
     throughout, not one language after another)."""
     lists = [corpus.texts(source, split, lang)[:per_lang] for lang in langs]
@@ -171,7 +171,7 @@ def train_step(config: DemoConfig, models: Models) -> bool:
     if all((out / _hookpoint(layer) / "cfg.json").exists() for layer in config.layers):
         return False
     model, tokenizer = models.get()
-    texts = _interleaved("synthetic", "train", config.langs, config.train_docs)
+    texts = interleaved("synthetic", "train", config.langs, config.train_docs)
     trained = train_saes(TrainSaeConfig(
         layers=[config.sae_pattern], out_dir=str(out), num_latents=config.num_latents, k=config.k, lr=config.lr,
         batch_size=config.train_batch, ctx_len=config.ctx_len, seed=config.seed), model, tokenizer, texts)
@@ -186,7 +186,7 @@ def train_tokens(config: DemoConfig, tokenizer: Any) -> int:
     from datasets import Dataset
     from sparsify.data import chunk_and_tokenize
 
-    texts = _interleaved("synthetic", "train", config.langs, config.train_docs)
+    texts = interleaved("synthetic", "train", config.langs, config.train_docs)
     data = chunk_and_tokenize(Dataset.from_dict({"text": texts}), tokenizer, max_seq_len=config.ctx_len,
                               return_final_batch=False, num_proc=None, load_from_cache_file=False)
     return len(data) * config.ctx_len
@@ -236,7 +236,7 @@ def sae_stats_step(config: DemoConfig, models: Models) -> tuple[list[SaeStats], 
         if sorted(r.layer for r in rows) == sorted(config.layers):
             return rows, False
     model, tokenizer = models.get()
-    texts = _interleaved("synthetic", "eval", config.langs, config.fvu_docs)
+    texts = interleaved("synthetic", "eval", config.langs, config.fvu_docs)
     acts = heldout_activations(model, tokenizer, texts, config.layers, config.max_length, config.batch)
     tokens_file = Path(config.sae_dir) / "train_tokens.json"
     seen = json.loads(tokens_file.read_text())["tokens"] if tokens_file.exists() else train_tokens(config, tokenizer)
